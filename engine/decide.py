@@ -1,0 +1,135 @@
+"""From a request and a compiled policy set to one :class:`Decision`.
+
+Combination is deny-overrides across engines and fail-closed: an engine
+error, an undefined result or an evaluation over the time limit denies, in
+every enforcement mode. Modes relax policy verdicts, never failures.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from engine.actions import check_action
+from engine.model import Decision, DecisionRequest, EngineResult, EvalError, Mode, Outcome, Reason
+from engine.policyset import PolicySet
+from engine.verdict import EngineVerdict
+
+DEFAULT_TIME_LIMIT_US = 50_000.0
+
+NO_POLICY = Reason(
+    "engine", "no_policy", "no policy governs this action: a governed action needs a policy"
+)
+
+
+def _sort(reasons: list[Reason]) -> list[Reason]:
+    return sorted(reasons, key=lambda r: (r.engine, r.bundle, r.policy, r.message))
+
+
+def _engine_result(v: EngineVerdict) -> EngineResult:
+    return EngineResult(
+        engine=v.engine,
+        participated=v.participated,
+        allowed=v.allowed,
+        deny_count=len(v.denies),
+        warn_count=len(v.warns),
+        errors=list(v.errors),
+        duration_us=round(v.duration_us, 1),
+    )
+
+
+def combine(
+    verdicts: Sequence[EngineVerdict],
+    *,
+    action: str,
+    decision_id: str,
+    revisions: dict[str, str],
+    mode: Mode = Mode.ENFORCE,
+    duration_us: float = 0.0,
+    time_limit_us: float = DEFAULT_TIME_LIMIT_US,
+) -> Decision:
+    """Combine engine verdicts into one decision (pure; order of ``verdicts`` is irrelevant)."""
+    taking_part = [v for v in verdicts if v.participated]
+    errors = sorted(
+        (e for v in verdicts for e in v.errors), key=lambda e: (e.engine, e.code, e.message)
+    )
+    if duration_us > time_limit_us:
+        errors.append(
+            EvalError(
+                "engine",
+                "evaluation_timeout",
+                f"evaluation took {duration_us:.0f} µs, over the limit of {time_limit_us:.0f} µs",
+            )
+        )
+    reasons = _sort([r for v in verdicts for r in v.denies])
+    if not taking_part:
+        reasons = [NO_POLICY]
+    verdict_allowed = bool(taking_part) and not errors and all(v.allowed for v in taking_part)
+    for error in errors:
+        reasons.append(Reason(error.engine, error.code, error.message))
+    allowed, outcome = _apply_mode(mode, verdict_allowed, bool(errors) or not taking_part)
+    obligations = sorted(
+        (o for v in verdicts for o in v.obligations),
+        key=lambda o: msgspec.json.encode(o, order="sorted"),
+    )
+    return Decision(
+        decision_id=decision_id,
+        action=action,
+        allowed=allowed,
+        outcome=outcome,
+        mode=mode,
+        verdict_allowed=verdict_allowed,
+        reasons=reasons,
+        warnings=_sort([w for v in verdicts for w in v.warns]),
+        obligations=obligations if verdict_allowed or mode is not Mode.ENFORCE else [],
+        engines=sorted((_engine_result(v) for v in verdicts), key=lambda r: r.engine),
+        revisions=dict(revisions),
+        errors=errors,
+        duration_us=round(duration_us, 1),
+    )
+
+
+def _apply_mode(mode: Mode, verdict_allowed: bool, failed: bool) -> tuple[bool, Outcome]:
+    if verdict_allowed:
+        return True, Outcome.ALLOW
+    if failed or mode is Mode.ENFORCE:
+        return False, Outcome.DENY
+    if mode is Mode.REQUIRE_APPROVAL:
+        return False, Outcome.PENDING_APPROVAL
+    return True, Outcome.ALLOW  # warn and audit: the deny is recorded, the request proceeds
+
+
+def decide(
+    policy_set: PolicySet,
+    request: DecisionRequest,
+    *,
+    now: datetime,
+    mode: Mode = Mode.ENFORCE,
+    decision_id: str | None = None,
+    time_limit_us: float = DEFAULT_TIME_LIMIT_US,
+) -> Decision:
+    """Evaluate ``request`` against ``policy_set`` at time ``now``.
+
+    An in-process engine call cannot be pre-empted; an evaluation that
+    overruns ``time_limit_us`` is denied when it returns.
+    """
+    check_action(request.action)
+    started = time.perf_counter()
+    doc: dict[str, Any] = msgspec.to_builtins(request)
+    now_ns = int(now.timestamp() * 1e9)
+    verdicts = [e.evaluate(request.action, doc, now_ns) for e in policy_set.evaluators]
+    elapsed = (time.perf_counter() - started) * 1e6
+    return combine(
+        verdicts,
+        action=request.action,
+        decision_id=decision_id or str(uuid.uuid4()),
+        revisions=policy_set.revisions,
+        mode=mode,
+        duration_us=elapsed,
+        time_limit_us=time_limit_us,
+    )

@@ -1,0 +1,281 @@
+"""Rego evaluation in process through regorus, compiled once per policy set.
+
+The request is ``input``; per action a generated rule gathers ``deny``,
+``warn`` and ``obligations`` of ``aion.<action>`` (and of ``aion.common``)
+in one evaluation. Impure builtins that reach the network or the host are
+refused at compile time, wherever they are referenced (calls and `with`
+targets alike), unless a capability enables them; ``time.now_ns`` answers the
+time the caller passed in, never the host clock.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import regorus
+
+from engine.actions import ACTIONS, REGO_COMMON_PACKAGE, rego_package
+from engine.bundle.bundle import SourceFile
+from engine.bundle.manifest import check_path_in_roots
+from engine.errors import PolicyError, PolicyProblem
+from engine.model import EvalError, Reason
+from engine.regoast import builtin_uses, package_of, rule_names
+from engine.verdict import EngineVerdict, clean_engine_message
+
+#: Builtins that reach the network or the host; refused unless a capability allows them.
+IMPURE_BUILTINS = frozenset({"http.send", "net.lookup_ip_addr", "opa.runtime"})
+_IMPURE_ARITY = {"http.send": 1, "net.lookup_ip_addr": 1, "opa.runtime": 0}
+DECISION_RULES = ("deny", "warn", "obligations")
+_EVAL_PREFIX = "aion_eval"
+_LOCATION = re.compile(r"-->\s*(?P<file>[^:\s]+):(?P<line>\d+):(?P<col>\d+)")
+
+
+@dataclass(frozen=True, slots=True)
+class RegoOptions:
+    """How Rego is compiled."""
+
+    v0_compatible: bool = False
+    """Parse modules as Rego v0 (pre-1.0 syntax)."""
+    capabilities: frozenset[str] = frozenset()
+    """Impure builtins explicitly allowed (for example ``http.send``)."""
+
+
+DEFAULT_REGO_OPTIONS = RegoOptions()
+
+
+def problem_from_error(
+    file: str, exc: BaseException, code: str = "rego_parse_error"
+) -> PolicyProblem:
+    """A :class:`PolicyProblem` from a regorus error, with its location when it names one."""
+    text = clean_engine_message(str(exc))
+    match = _LOCATION.search(str(exc))
+    if match:
+        return PolicyProblem(match["file"], text, code, int(match["line"]), int(match["col"]))
+    return PolicyProblem(file, text, code)
+
+
+class _Clock(threading.local):
+    now_ns: int = 0
+
+
+def _refuse(name: str) -> Any:
+    def call(*_args: Any) -> Any:
+        raise RuntimeError(f"builtin `{name}` is disabled by the capability list")
+
+    return call
+
+
+def new_engine(
+    modules: Iterable[SourceFile],
+    data: Mapping[str, Any],
+    options: RegoOptions,
+    clock: _Clock | None = None,
+) -> tuple[regorus.Engine, list[dict[str, Any]]]:
+    """A regorus engine holding ``modules`` and ``data``; raises :class:`PolicyError`.
+
+    Every parse error and every refused builtin is collected before raising.
+    Returns the engine and the modules' AST.
+    """
+    engine = regorus.Engine()
+    engine.set_rego_v0(options.v0_compatible)
+    problems: list[PolicyProblem] = []
+    for module in modules:
+        try:
+            engine.add_policy(module.path, module.text)
+        except (RuntimeError, ValueError) as exc:
+            problems.append(problem_from_error(module.path, exc))
+    if problems:
+        raise PolicyError(problems)
+    ast: list[dict[str, Any]] = json.loads(engine.get_ast_as_json())
+    denied = IMPURE_BUILTINS - options.capabilities
+    for use in builtin_uses(ast, frozenset(denied)):
+        problems.append(
+            PolicyProblem(
+                use.file,
+                f"builtin `{use.name}` is not allowed by the capabilities",
+                "rego_capability_error",
+                use.line,
+                use.col,
+            )
+        )
+    if problems:
+        raise PolicyError(problems)
+    for name in denied:
+        engine.add_extension(name, _IMPURE_ARITY[name], _refuse(name))
+    cell = clock or _Clock()
+    engine.add_extension("time.now_ns", 0, lambda: cell.now_ns)
+    engine.add_data(dict(data))
+    return engine, ast
+
+
+def _wrapper(action: str, rules: Mapping[str, set[str]]) -> str | None:
+    package = rego_package(action)
+    if package not in rules:
+        return None
+    fields = [f'"{r}": data.{package}.{r}' for r in DECISION_RULES if r in rules[package]]
+    fields += [
+        f'"common_{r}": data.{REGO_COMMON_PACKAGE}.{r}'
+        for r in DECISION_RULES
+        if r in rules.get(REGO_COMMON_PACKAGE, set())
+    ]
+    return (
+        f"package {_EVAL_PREFIX}.{action.replace('.', '_')}\nimport rego.v1\n"
+        f"result := {{{', '.join(fields)}}}\n"
+    )
+
+
+def _messages(value: Any, engine: str, policy: str, bundle: str) -> list[Reason]:
+    """Reasons from a deny/warn value: a set or list of strings or objects, or `true`."""
+    if value is None or value is False:
+        return []
+    if value is True:
+        return [Reason(engine, policy, f"denied by `{policy}`", bundle)]
+    items = sorted(value, key=str) if isinstance(value, set | frozenset) else value
+    if not isinstance(items, list):
+        items = [items]
+    out: list[Reason] = []
+    for item in items:
+        if isinstance(item, dict):
+            details = {k: v for k, v in item.items() if k not in ("msg", "message", "id")}
+            message = str(item.get("msg", item.get("message", json.dumps(item, default=str))))
+            rule = str(item.get("id", policy))
+            out.append(Reason(engine, rule, message, bundle, _jsonable(details)))
+        else:
+            out.append(Reason(engine, policy, str(item), bundle))
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, set | frozenset):
+        return sorted((_jsonable(v) for v in value), key=str)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+class CompiledRego:
+    """Rego policies compiled once; evaluate many times, from any thread."""
+
+    engine_name = "rego"
+
+    def __init__(
+        self,
+        engine: regorus.Engine,
+        clock: _Clock,
+        eval_rules: dict[str, str],
+        package_bundles: dict[str, str],
+    ) -> None:
+        self._base = engine
+        self._clock = clock
+        self._eval_rules = eval_rules
+        self._package_bundles = package_bundles
+        self._local = threading.local()
+
+    @property
+    def packages(self) -> list[str]:
+        """Packages of the compiled policies."""
+        return sorted(self._package_bundles)
+
+    def participates(self, action: str) -> bool:
+        """Whether a package for ``action`` exists."""
+        return action in self._eval_rules
+
+    def _engine(self) -> regorus.Engine:
+        engine: regorus.Engine | None = getattr(self._local, "engine", None)
+        if engine is None:
+            engine = self._base.clone()
+            self._local.engine = engine
+        return engine
+
+    def evaluate(self, action: str, doc: dict[str, Any], now_ns: int) -> EngineVerdict:
+        """Evaluate ``doc`` (the request as ``input``) for ``action``."""
+        started = time.perf_counter()
+        rule = self._eval_rules.get(action)
+        verdict = EngineVerdict(self.engine_name, participated=rule is not None)
+        if rule is None:
+            return verdict
+        package = rego_package(action)
+        bundle = self._package_bundles.get(package, "")
+        engine = self._engine()
+        self._clock.now_ns = now_ns
+        try:
+            engine.set_input(doc)
+            result = engine.eval_rule(rule)
+        except (RuntimeError, ValueError, TypeError) as exc:
+            verdict.errors.append(
+                EvalError("rego", "rego_eval_error", clean_engine_message(str(exc)))
+            )
+            result = None
+        if not verdict.errors:
+            self._collect(verdict, result, package, bundle)
+        verdict.duration_us = (time.perf_counter() - started) * 1e6
+        return verdict
+
+    def _collect(self, verdict: EngineVerdict, result: Any, package: str, bundle: str) -> None:
+        if not isinstance(result, dict) or "deny" not in result:
+            verdict.errors.append(
+                EvalError("rego", "undefined_result", f"`data.{package}.deny` is undefined")
+            )
+            return
+        common_bundle = self._package_bundles.get(REGO_COMMON_PACKAGE, "")
+        verdict.denies += _messages(result["deny"], "rego", f"{package}.deny", bundle)
+        verdict.denies += _messages(
+            result.get("common_deny"), "rego", f"{REGO_COMMON_PACKAGE}.deny", common_bundle
+        )
+        verdict.warns += _messages(result.get("warn"), "rego", f"{package}.warn", bundle)
+        verdict.warns += _messages(
+            result.get("common_warn"), "rego", f"{REGO_COMMON_PACKAGE}.warn", common_bundle
+        )
+        for key in ("obligations", "common_obligations"):
+            value = result.get(key)
+            if value is None:
+                continue
+            items = value if isinstance(value, list | set | frozenset) else [value]
+            for item in sorted(items, key=str):
+                verdict.obligations.append(
+                    _jsonable(item) if isinstance(item, dict) else {"value": _jsonable(item)}
+                )
+
+
+def compile_rego(
+    bundles: Mapping[str, tuple[list[str], list[SourceFile]]],
+    data: Mapping[str, Any],
+    options: RegoOptions = DEFAULT_REGO_OPTIONS,
+) -> CompiledRego:
+    """Compile the Rego of several bundles (name → (roots, modules)) with merged ``data``.
+
+    Packages must lie inside their bundle's roots.
+    """
+    modules = [m for _, mods in bundles.values() for m in mods]
+    clock = _Clock()
+    engine, ast = new_engine(modules, data, options, clock)
+    owner = {m.path: name for name, (_, mods) in bundles.items() for m in mods}
+    rules: dict[str, set[str]] = {}
+    package_bundles: dict[str, str] = {}
+    for module in ast:
+        package = package_of(module)
+        file = module.get("source", {}).get("file", "")
+        bundle = owner.get(file, "")
+        if bundle:
+            check_path_in_roots(
+                package.replace(".", "/"), bundles[bundle][0], f"package in `{file}`"
+            )
+        rules.setdefault(package, set()).update(rule_names(module))
+        package_bundles.setdefault(package, bundle)
+    eval_rules: dict[str, str] = {}
+    for action in ACTIONS:
+        source = _wrapper(action, rules)
+        if source is None:
+            continue
+        path = f"{_EVAL_PREFIX}/{action}.rego"
+        engine.add_policy(path, source)
+        eval_rules[action] = f"data.{_EVAL_PREFIX}.{action.replace('.', '_')}.result"
+    return CompiledRego(engine, clock, eval_rules, package_bundles)

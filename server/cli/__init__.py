@@ -1,0 +1,1 @@
+"""The `aion` command line: the composition root for commands."""
