@@ -17,7 +17,7 @@ run: bundles
 	@scripts/run.sh
 
 test: setup
-	$(BIN)/pytest -q
+	AION_OPA_BIN="$$(scripts/install-opa.sh)" $(BIN)/pytest -q
 	$(BIN)/aion policy test policies/ --coverage --threshold 100
 
 lint: setup

@@ -15,7 +15,7 @@ from typing import Any
 import regorus
 
 from engine.bundle.bundle import Bundle
-from engine.rego import DEFAULT_REGO_OPTIONS, RegoOptions, new_engine
+from engine.rego import DEFAULT_REGO_OPTIONS, RegoOptions, eval_json, new_engine
 from engine.regoast import package_of, rule_names
 from engine.verdict import clean_engine_message
 
@@ -56,7 +56,9 @@ def _messages(value: Any) -> list[str]:
 class Checker:
     """Rules of some bundles, compiled once, checked against many documents."""
 
-    def __init__(self, bundles: Sequence[Bundle], options: RegoOptions = DEFAULT_REGO_OPTIONS) -> None:
+    def __init__(
+        self, bundles: Sequence[Bundle], options: RegoOptions = DEFAULT_REGO_OPTIONS
+    ) -> None:
         data: dict[str, Any] = {}
         for b in bundles:
             data.update(b.data)
@@ -78,7 +80,7 @@ class Checker:
             result = CheckResult(filename, namespace)
             for rule, kind in self.rules.get(namespace, []):
                 try:
-                    messages = _messages(self._engine.eval_rule(f"data.{namespace}.{rule}"))
+                    messages = _messages(eval_json(self._engine, f"data.{namespace}.{rule}"))
                 except (RuntimeError, ValueError, TypeError) as exc:
                     result.exceptions.append(clean_engine_message(str(exc)))
                     continue

@@ -17,7 +17,7 @@ import msgspec
 
 from engine.actions import check_action
 from engine.model import Decision, DecisionRequest, EngineResult, EvalError, Mode, Outcome, Reason
-from engine.policyset import PolicySet
+from engine.policyset import Evaluator, PolicySet
 from engine.verdict import EngineVerdict
 
 DEFAULT_TIME_LIMIT_US = 50_000.0
@@ -66,7 +66,13 @@ def combine(
                 f"evaluation took {duration_us:.0f} µs, over the limit of {time_limit_us:.0f} µs",
             )
         )
-    reasons = _sort([r for v in verdicts for r in v.denies])
+    reasons = [r for v in verdicts for r in v.denies]
+    reasons += [
+        Reason(v.engine, f"{v.engine}.not_permitted", f"`{v.engine}` did not permit `{action}`")
+        for v in taking_part
+        if not v.permitted and not v.denies and not v.errors
+    ]
+    reasons = _sort(reasons)
     if not taking_part:
         reasons = [NO_POLICY]
     verdict_allowed = bool(taking_part) and not errors and all(v.allowed for v in taking_part)
@@ -87,7 +93,7 @@ def combine(
         reasons=reasons,
         warnings=_sort([w for v in verdicts for w in v.warns]),
         obligations=obligations if verdict_allowed or mode is not Mode.ENFORCE else [],
-        engines=sorted((_engine_result(v) for v in verdicts), key=lambda r: r.engine),
+        engines=sorted((_engine_result(v) for v in verdicts), key=msgspec.json.encode),
         revisions=dict(revisions),
         errors=errors,
         duration_us=round(duration_us, 1),
@@ -102,6 +108,22 @@ def _apply_mode(mode: Mode, verdict_allowed: bool, failed: bool) -> tuple[bool, 
     if mode is Mode.REQUIRE_APPROVAL:
         return False, Outcome.PENDING_APPROVAL
     return True, Outcome.ALLOW  # warn and audit: the deny is recorded, the request proceeds
+
+
+def _guarded(evaluator: Evaluator, action: str, doc: dict[str, Any], now_ns: int) -> EngineVerdict:
+    """Run one engine; whatever goes wrong inside it becomes an error on its verdict."""
+    name = getattr(evaluator, "engine_name", type(evaluator).__name__)
+    try:
+        verdict = evaluator.evaluate(action, doc, now_ns)
+    except Exception as exc:  # fail closed on any engine fault, never escape
+        failed = EngineVerdict(name, participated=True, permitted=False)
+        failed.errors.append(EvalError(name, "engine_failure", f"{type(exc).__name__}: {exc}"))
+        return failed
+    if not isinstance(verdict, EngineVerdict):
+        failed = EngineVerdict(name, participated=True, permitted=False)
+        failed.errors.append(EvalError(name, "engine_failure", "engine returned no verdict"))
+        return failed
+    return verdict
 
 
 def decide(
@@ -121,8 +143,9 @@ def decide(
     check_action(request.action)
     started = time.perf_counter()
     doc: dict[str, Any] = msgspec.to_builtins(request)
-    now_ns = int(now.timestamp() * 1e9)
-    verdicts = [e.evaluate(request.action, doc, now_ns) for e in policy_set.evaluators]
+    # Whole seconds and microseconds apart: a float of nanoseconds since 1970 is not exact.
+    now_ns = int(now.replace(microsecond=0).timestamp()) * 1_000_000_000 + now.microsecond * 1000
+    verdicts = [_guarded(e, request.action, doc, now_ns) for e in policy_set.evaluators]
     elapsed = (time.perf_counter() - started) * 1e6
     return combine(
         verdicts,

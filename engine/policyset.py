@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,7 +44,8 @@ def _merge(into: dict[str, Any], data: dict[str, Any], bundle: str) -> None:
             raise BundleError(
                 f"bundle `{bundle}`: data key `{key}` is already defined by another bundle"
             )
-        into[key] = value
+        # A copy: merging a later bundle must never write into this bundle's own data.
+        into[key] = copy.deepcopy(value)
 
 
 @dataclass(frozen=True)

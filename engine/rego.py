@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import regorus
 
 from engine.actions import ACTIONS, REGO_COMMON_PACKAGE, rego_package
@@ -60,6 +61,21 @@ def problem_from_error(
     return PolicyProblem(file, text, code)
 
 
+_UNDEFINED_JSON = '"<undefined>"'
+
+
+def eval_json(engine: regorus.Engine, rule: str) -> Any:
+    """Evaluate a rule through JSON: regorus cannot hand Python a set of objects.
+
+    An undefined rule comes back as the JSON string ``"<undefined>"``; it is
+    None here, as with ``eval_rule``, unless the rule really has that value.
+    """
+    text = engine.eval_rule_as_json(rule)
+    if text == _UNDEFINED_JSON and engine.eval_rule(rule) is None:
+        return None
+    return msgspec.json.decode(text)
+
+
 class _Clock(threading.local):
     now_ns: int = 0
 
@@ -90,8 +106,6 @@ def new_engine(
             engine.add_policy(module.path, module.text)
         except (RuntimeError, ValueError) as exc:
             problems.append(problem_from_error(module.path, exc))
-    if problems:
-        raise PolicyError(problems)
     ast: list[dict[str, Any]] = json.loads(engine.get_ast_as_json())
     denied = IMPURE_BUILTINS - options.capabilities
     for use in builtin_uses(ast, frozenset(denied)):
@@ -208,7 +222,7 @@ class CompiledRego:
         self._clock.now_ns = now_ns
         try:
             engine.set_input(doc)
-            result = engine.eval_rule(rule)
+            result = eval_json(engine, rule)
         except (RuntimeError, ValueError, TypeError) as exc:
             verdict.errors.append(
                 EvalError("rego", "rego_eval_error", clean_engine_message(str(exc)))

@@ -105,3 +105,26 @@ def rule_names(module: dict[str, Any]) -> set[str]:
         if name:
             names.add(name)
     return names
+
+
+def coverable_lines(module: dict[str, Any]) -> set[int]:
+    """Lines regorus reports coverage for: every statement of every rule body.
+
+    A rule without a body counts by its own line. Used for files that no test
+    reached at all, which regorus leaves out of its coverage report.
+    """
+    lines: set[int] = set()
+    for rule in module.get("ast", {}).get("rules", []):
+        found = {
+            int(stmt["span"]["line"])
+            for node in _walk(rule)
+            for stmt in (node.get("stmts") or [] if isinstance(node.get("stmts"), list) else [])
+            if isinstance(stmt, dict) and "span" in stmt
+        }
+        if not found and isinstance(rule, dict) and len(rule) == 1:
+            ((_, body),) = rule.items()
+            span = body.get("span", {}) if isinstance(body, dict) else {}
+            if "line" in span:
+                found = {int(span["line"])}
+        lines |= found
+    return lines

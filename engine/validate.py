@@ -31,7 +31,9 @@ def _rego_problems(bundle: Bundle, options: RegoOptions) -> list[PolicyProblem]:
     return problems
 
 
-def validate_bundle(bundle: Bundle, options: RegoOptions = DEFAULT_REGO_OPTIONS) -> list[PolicyProblem]:
+def validate_bundle(
+    bundle: Bundle, options: RegoOptions = DEFAULT_REGO_OPTIONS
+) -> list[PolicyProblem]:
     """Rego compile problems, root violations and Cedar parse/schema problems of ``bundle``."""
     problems = _rego_problems(bundle, options)
     if bundle.cedar or bundle.cedar_schema:

@@ -95,13 +95,24 @@ def _data_value(name: str, raw: bytes) -> Any:
         raise BundleError(f"`{name}`: invalid data document ({exc})") from exc
 
 
+def _insert(node: dict[str, Any], key: str, value: Any, name: str, path: str) -> None:
+    # Objects merge key by key, as OPA merges data files; only a leaf is defined twice.
+    if key not in node:
+        node[key] = value
+    elif isinstance(node[key], dict) and isinstance(value, dict):
+        for child_key, child in value.items():
+            _insert(node[key], child_key, child, name, f"{path}/{child_key}")
+    else:
+        raise BundleError(f"`{name}`: data path `{path}` is defined twice")
+
+
 def _place(tree: dict[str, Any], prefix: str, value: Any, name: str) -> None:
     parts = [p for p in prefix.split("/") if p]
     if not parts:
         if not isinstance(value, dict):
             raise BundleError(f"`{name}`: a top-level data document must be an object")
         for key, child in value.items():
-            _place(tree, key, child, name)
+            _insert(tree, key, child, name, key)
         return
     node = tree
     for part in parts[:-1]:
@@ -109,9 +120,7 @@ def _place(tree: dict[str, Any], prefix: str, value: Any, name: str) -> None:
         if not isinstance(nxt, dict):
             raise BundleError(f"`{name}`: data path `{prefix}` conflicts with another document")
         node = nxt
-    if parts[-1] in node:
-        raise BundleError(f"`{name}`: data path `{prefix}` is defined twice")
-    node[parts[-1]] = value
+    _insert(node, parts[-1], value, name, prefix)
 
 
 def _links(name: str, raw: bytes) -> list[CedarLink]:
@@ -175,7 +184,8 @@ def bundle_from_files(files: Mapping[str, bytes], name: str) -> Bundle:
     )
 
 
-def _default_name(path: Path) -> str:
+def default_bundle_name(path: Path) -> str:
+    """A bundle name from its file or directory name (archive suffixes removed)."""
     name = path.name
     for suffix in (".tar.gz", ".tgz", ".tar"):
         if name.endswith(suffix):
@@ -197,7 +207,7 @@ def load_bundle(path: Path, *, name: str | None = None, limits: Limits = DEFAULT
         files = read_tarball(path.read_bytes(), str(path), limits)
     else:
         raise BundleError(f"`{path}`: no such bundle file or directory")
-    return bundle_from_files(files, name or _manifest_name(files) or _default_name(path))
+    return bundle_from_files(files, name or _manifest_name(files) or default_bundle_name(path))
 
 
 def _manifest_name(files: Mapping[str, bytes]) -> str | None:

@@ -131,6 +131,8 @@ def _decode(token: str, keys: Mapping[str, VerificationKey], key_id: str | None)
                 "verify_aud": False,
             },
         )
+    except jwt.InvalidKeyError as exc:
+        raise SignatureError(f"trusted key `{kid}` is not a valid {trusted.algorithm} key") from exc
     except (jwt.PyJWTError, ValueError, TypeError) as exc:
         raise SignatureError(f"signature does not verify with key `{kid}`: {exc}") from exc
     listing = claims.get("files")

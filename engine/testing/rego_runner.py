@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.bundle.bundle import Bundle
-from engine.rego import RegoOptions, new_engine
-from engine.regoast import package_of, rule_names
+from engine.rego import RegoOptions, eval_json, new_engine
+from engine.regoast import coverable_lines, package_of, rule_names
 from engine.testing.report import FileCoverage, Outcome, TestResult
 from engine.verdict import clean_engine_message
 
@@ -76,7 +76,7 @@ def run_rego_tests(
                 continue
             started = time.perf_counter()
             try:
-                value = engine.eval_rule(full)
+                value = eval_json(engine, full)
             except (RuntimeError, ValueError, TypeError) as exc:
                 results.append(
                     TestResult(full, shown, Outcome.ERRORED, clean_engine_message(str(exc)))
@@ -86,20 +86,24 @@ def run_rego_tests(
             for name, ok, message in _cases(full, value):
                 outcome = Outcome.PASSED if ok else Outcome.FAILED
                 results.append(TestResult(name, shown, outcome, message, took))
-    return results, _coverage(engine, test_files, root) if coverage else []
+    return results, _coverage(engine, ast, test_files, root) if coverage else []
 
 
-def _coverage(engine: Any, test_files: set[str], root: Path) -> list[FileCoverage]:
+def _coverage(
+    engine: Any, ast: list[dict[str, Any]], test_files: set[str], root: Path
+) -> list[FileCoverage]:
+    """Coverage of every non-test file, including files no test reached (0%)."""
     report = json.loads(engine.get_coverage_report_as_json())
+    reached = {entry.get("path", ""): entry for entry in report.get("files", [])}
     out = []
-    for entry in report.get("files", []):
-        path = entry.get("path", "")
-        if path in test_files or path.startswith("aion_eval/"):
+    for module in ast:
+        path = module.get("source", {}).get("file", "")
+        if path in test_files:
             continue
-        shown = str(root / path) if root != Path(".") else path
-        out.append(
-            FileCoverage(
-                shown, tuple(entry.get("covered", [])), tuple(entry.get("not_covered", []))
-            )
-        )
+        entry = reached.get(path)
+        if entry is not None:
+            covered, missed = tuple(entry.get("covered", [])), tuple(entry.get("not_covered", []))
+        else:
+            covered, missed = (), tuple(sorted(coverable_lines(module)))
+        out.append(FileCoverage(str(root / path) if root != Path(".") else path, covered, missed))
     return out

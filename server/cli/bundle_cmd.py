@@ -19,6 +19,7 @@ from engine.bundle import (
     verify_files,
     write_tarball,
 )
+from engine.bundle.bundle import default_bundle_name
 from engine.bundle.canonical import file_digest
 from engine.bundle.files import MANIFEST_FILE, SIGNATURES_FILE, read_directory
 from engine.bundle.manifest import parse_manifest
@@ -44,6 +45,8 @@ def _with_revision(files: dict[str, bytes], revision: str | None) -> dict[str, b
 
 
 def _sign(files: dict[str, bytes], args: argparse.Namespace) -> dict[str, bytes]:
+    if not args.signing_key:
+        fail("--signing-key is required to sign")
     now = datetime.now(UTC)
     unsigned = {n: r for n, r in files.items() if n != SIGNATURES_FILE}
     signature = sign_files(
@@ -90,7 +93,9 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_sign(args: argparse.Namespace) -> int:
     """(Re-)sign an existing bundle archive."""
     files = _read_archive(Path(args.bundle))
-    compile_bundles([bundle_from_files(files, _name(files, Path(args.bundle).name))])
+    compile_bundles(
+        [bundle_from_files(files, _name(files, default_bundle_name(Path(args.bundle))))]
+    )
     out = Path(args.output or args.bundle)
     out.write_bytes(write_tarball(_sign(files, args)))
     print(f"signed {out} with key `{args.key_id}` ({args.signing_alg})")
@@ -109,7 +114,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         key_id=args.verification_key_id,
         last_revision=args.last_revision,
     )
-    bundle = bundle_from_files(files, _name(files, path.name))
+    bundle = bundle_from_files(files, _name(files, default_bundle_name(path)))
     compile_bundles([bundle])
     print(
         f"verified {path}: bundle `{bundle.name}` revision `{bundle.revision}`, "
@@ -136,7 +141,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     """Describe a bundle archive without trusting it."""
     path = Path(args.bundle)
     files = _read_archive(path) if path.is_file() else read_directory(path)
-    bundle = bundle_from_files(files, _name(files, path.name))
+    bundle = bundle_from_files(files, _name(files, default_bundle_name(path)))
     info = {
         "name": bundle.name,
         "revision": bundle.revision,

@@ -1,0 +1,68 @@
+"""Fixtures shared by every test layer."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+REPO = Path(__file__).resolve().parent.parent
+POLICIES = REPO / "policies"
+
+
+def _require(what: str) -> None:
+    """A missing service is a failure in CI and a skip on a developer machine."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{what} is required in CI but was not found", pytrace=False)
+    pytest.skip(f"{what} not available (run `make test` to install it)")
+
+
+@pytest.fixture(scope="session")
+def opa_bin() -> Path:
+    """The real OPA binary built by scripts/install-opa.sh."""
+    found = os.environ.get("AION_OPA_BIN") or shutil.which("opa")
+    if not found or not Path(found).exists():
+        _require("OPA (AION_OPA_BIN)")
+    return Path(str(found))
+
+
+def _pem_pair(
+    private: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey,
+) -> tuple[str, str]:
+    private_pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public_pem = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private_pem, public_pem
+
+
+@pytest.fixture(scope="session")
+def key_pairs() -> dict[str, tuple[str, str]]:
+    """Freshly generated (private PEM, public PEM) per signing algorithm."""
+    return {
+        "RS256": _pem_pair(rsa.generate_private_key(public_exponent=65537, key_size=2048)),
+        "ES256": _pem_pair(ec.generate_private_key(ec.SECP256R1())),
+        "EdDSA": _pem_pair(ed25519.Ed25519PrivateKey.generate()),
+    }
+
+
+@pytest.fixture
+def key_files(
+    tmp_path: Path, key_pairs: dict[str, tuple[str, str]]
+) -> dict[str, tuple[Path, Path]]:
+    """The key pairs written to files, as the CLI takes them."""
+    out = {}
+    for alg, (private, public) in key_pairs.items():
+        priv, pub = tmp_path / f"{alg}.pem", tmp_path / f"{alg}.pub"
+        priv.write_text(private)
+        pub.write_text(public)
+        out[alg] = (priv, pub)
+    return out
