@@ -17,8 +17,8 @@ run: bundles
 	@scripts/run.sh
 
 test: setup
-	AION_OPA_BIN="$$(scripts/install-opa.sh)" $(BIN)/pytest -q
 	$(BIN)/aion policy test policies/ --coverage --threshold 100
+	AION_OPA_BIN="$$(scripts/install-opa.sh)" $(BIN)/pytest -q
 
 lint: setup
 	$(BIN)/ruff check .

@@ -223,7 +223,7 @@ class CompiledRego:
         try:
             engine.set_input(doc)
             result = eval_json(engine, rule)
-        except (RuntimeError, ValueError, TypeError) as exc:
+        except Exception as exc:  # an engine fault of any kind denies, named
             verdict.errors.append(
                 EvalError("rego", "rego_eval_error", clean_engine_message(str(exc)))
             )

@@ -19,7 +19,7 @@ from typing import Any
 
 import jwt
 
-from engine.bundle.canonical import file_digest
+from engine.bundle.canonical import HASH_ALGORITHMS, file_digest
 from engine.bundle.files import SIGNATURES_FILE
 from engine.bundle.manifest import parse_manifest
 from engine.errors import RollbackError, SignatureError
@@ -162,6 +162,8 @@ def _check_files(files: Mapping[str, bytes], signed: dict[str, str]) -> None:
         algorithm, _, want = signed[name].partition(":")
         if not algorithm:
             raise SignatureError(f"`{name}`: no hashing algorithm in signature")
+        if algorithm not in HASH_ALGORITHMS:
+            raise SignatureError(f"`{name}`: unsupported hashing algorithm `{algorithm}`")
         got = file_digest(name, files[name], algorithm)
         if got != want.lower():
             raise SignatureError(f"`{name}`: digest mismatch (signed {want}, found {got})")

@@ -52,8 +52,11 @@ def _cedar_tests(path: Path) -> tuple[list[Path], list[Path]]:
     files = [
         p for p in _walk(path) if p.suffix == ".json" and p.is_file() and _is_cedar_json_test(p)
     ]
+    # The path itself may be a test folder, not only the folders below it.
     dirs = [
-        p for p in _walk(path) if p.is_dir() and ((p / "ALLOW").is_dir() or (p / "DENY").is_dir())
+        p
+        for p in (path, *_walk(path))
+        if p.is_dir() and ((p / "ALLOW").is_dir() or (p / "DENY").is_dir())
     ]
     return files, dirs
 

@@ -24,7 +24,14 @@ import msgspec
 import pytest
 import yaml
 
-from engine import DecisionRequest, Mode, PolicySet, compile_bundles, decide, load_bundle
+from engine import (
+    DecisionRequest,
+    Mode,
+    PolicySet,
+    compile_bundles,
+    decide,
+    load_bundle,
+)
 
 HERE = Path(__file__).parent
 POLICIES = HERE.parent.parent / "policies"

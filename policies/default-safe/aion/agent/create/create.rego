@@ -1,0 +1,36 @@
+# agent.create: the resource is the agent to be created, its attributes as
+# they will be stored (`name`, `model`, `tool_ids`, `status` ...). An agent is
+# born undeployed: deploying is agent.deploy's job, behind its own gates.
+package aion.agent.create
+
+import rego.v1
+
+import data.aion.lib.default_safe as lib
+
+agent := input.resource.attributes
+
+deny contains reason if some reason in lib.base_deny
+
+deny contains reason if {
+	not lib.non_blank(agent.name)
+	reason := {"id": "default_safe.agent_name_missing", "msg": "an agent needs a non-empty `name`"}
+}
+
+deny contains reason if {
+	not lib.non_blank(agent.model)
+	reason := {"id": "default_safe.agent_model_missing", "msg": "an agent needs a `model`"}
+}
+
+deny contains reason if {
+	some tool in agent.tool_ids
+	reason := lib.disallowed_tool(tool)
+}
+
+# The old system deployed by flipping a status; a new agent may not arrive deployed.
+deny contains reason if {
+	agent.status in {"deployed", "disabled"}
+	reason := {
+		"id": "default_safe.agent_status_on_create",
+		"msg": sprintf("an agent cannot be created with status %q", [agent.status]),
+	}
+}

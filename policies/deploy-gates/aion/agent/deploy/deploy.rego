@@ -1,0 +1,107 @@
+# agent.deploy: the resource is the agent as stored; the context carries what
+# the server knows about it: its attached policies, its model as registered,
+# and the tenant's settings. In the old system deploying only flipped a
+# status; here every gate must hold. Who may deploy is Cedar's part
+# (policies.cedar at the bundle root).
+package aion.agent.deploy
+
+import rego.v1
+
+agent := input.resource.attributes
+
+model := input.context.model
+
+deny contains reason if {
+	input.principal.tenant != input.resource.tenant
+	reason := {
+		"id": "deploy_gates.tenant_mismatch",
+		"msg": sprintf("principal of tenant %q may not deploy an agent of tenant %q", [input.principal.tenant, input.resource.tenant]),
+	}
+}
+
+deny contains reason if {
+	input.resource.type != "agent"
+	reason := {"id": "deploy_gates.resource_type", "msg": sprintf("agent.deploy expects an agent, got %q", [input.resource.type])}
+}
+
+deny contains reason if {
+	agent.status == "disabled"
+	reason := {"id": "deploy_gates.agent_disabled", "msg": sprintf("agent %q is disabled and cannot be deployed", [input.resource.id])}
+}
+
+# Every deployed agent runs under at least one active policy bundle.
+deny contains reason if {
+	not has_active_policy
+	reason := {
+		"id": "deploy_gates.no_active_policy",
+		"msg": sprintf("agent %q has no attached policy bundle with status `active`", [input.resource.id]),
+	}
+}
+
+deny contains reason if {
+	not is_object(model)
+	reason := {"id": "deploy_gates.model_missing", "msg": "agent.deploy needs `context.model`, the agent's model as registered"}
+}
+
+deny contains reason if {
+	is_object(model)
+	object.get(model, "registered", false) != true
+	reason := {"id": "deploy_gates.model_unregistered", "msg": sprintf("model %q is not registered", [object.get(model, "id", "")])}
+}
+
+deny contains reason if {
+	is_object(model)
+	object.get(model, "verified", false) != true
+	reason := {
+		"id": "deploy_gates.model_unverified",
+		"msg": sprintf("model %q has no verified attestation", [object.get(model, "id", "")]),
+	}
+}
+
+# Tools are checked against the tenant's list as the server passes it; no
+# list means no tool is allowed (fail closed), not every tool.
+deny contains reason if {
+	some tool in object.get(agent, "tool_ids", [])
+	not tool in object.get(input.context, ["tenant", "allowed_tools"], [])
+	reason := {
+		"id": "deploy_gates.tool_not_allowed",
+		"msg": sprintf("tool %q is not allowed for tenant %q", [tool, input.resource.tenant]),
+		"tool": tool,
+	}
+}
+
+# Template overrides such as `privacy.allow_cloud: false` tighten policy; they
+# are inputs to it, never a way around it.
+deny contains reason if {
+	agent.policy_overrides.privacy.allow_cloud == false
+	model.privacy != "local-only"
+	reason := {
+		"id": "deploy_gates.cloud_not_allowed",
+		"msg": sprintf("the agent does not allow cloud models, and model %q has privacy %q", [model.id, model.privacy]),
+	}
+}
+
+obligations contains {"type": "require_approval", "role": "admin"} if {
+	model.admin_approval_required == true
+}
+
+# Active bundles that only warn or audit do not block anything at run time.
+warn contains reason if {
+	has_active_policy
+	not has_enforcing_policy
+	reason := {
+		"id": "deploy_gates.policy_not_enforced",
+		"msg": "no attached active policy bundle is in `enforce` mode: violations will be reported, not blocked",
+	}
+}
+
+has_active_policy if {
+	some policy in input.context.policies
+	policy.status == "active"
+}
+
+has_enforcing_policy if {
+	some policy in input.context.policies
+	policy.status == "active"
+	object.get(policy, "mode", "enforce") == "enforce"
+}
