@@ -43,6 +43,7 @@ RESOURCE_TYPES = {
     "run": "Run",
 }
 _MAX_LONG = 2**63 - 1
+_MAX_DECIMAL = 922337203685477.0
 _encode = msgspec.json.Encoder().encode
 
 
@@ -64,6 +65,8 @@ def cedar_value(value: Any) -> Any:
     if isinstance(value, int):
         return value if -_MAX_LONG - 1 <= value <= _MAX_LONG else str(value)
     if isinstance(value, float):
+        if not -_MAX_DECIMAL <= value <= _MAX_DECIMAL:
+            return None  # outside Cedar's decimal range: left out, like a null
         try:
             quantized = Decimal(repr(value)).quantize(Decimal("0.0001"))
         except InvalidOperation:
@@ -231,12 +234,16 @@ class CompiledCedar:
         verdict.duration_us = (time.perf_counter() - started) * 1e6
         return verdict
 
-    def _reason(self, policy_id: str, default: str) -> Reason:
+    def _reason(self, policy_id: str) -> Reason:
         info = self._info.get(policy_id)
         if info is None:
-            return Reason("cedar", policy_id, default)
+            return Reason("cedar", policy_id, f"forbidden by `{policy_id}`")
         name = info.annotations.get("id", policy_id)
-        message = info.annotations.get("message") or info.annotations.get("reason") or default
+        message = (
+            info.annotations.get("message")
+            or info.annotations.get("reason")
+            or f"forbidden by `{name}`"
+        )
         return Reason("cedar", name, message, info.bundle, {"file": info.file})
 
     def _collect(self, verdict: EngineVerdict, result: cedarpy.AuthzResult, action: str) -> None:
@@ -260,7 +267,7 @@ class CompiledCedar:
                 EvalError("cedar", "cedar_no_decision", "Cedar returned no decision")
             )
             return
-        fired = [self._reason(pid, f"forbidden by `{pid}`") for pid in diagnostics.reasons]
+        fired = [self._reason(pid) for pid in diagnostics.reasons]
         verdict.denies += fired or [
             Reason(
                 "cedar",

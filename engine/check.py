@@ -15,6 +15,7 @@ from typing import Any
 import regorus
 
 from engine.bundle.bundle import Bundle
+from engine.policyset import merge_data
 from engine.rego import DEFAULT_REGO_OPTIONS, RegoOptions, eval_json, new_engine
 from engine.regoast import package_of, rule_names
 from engine.verdict import clean_engine_message
@@ -61,7 +62,7 @@ class Checker:
     ) -> None:
         data: dict[str, Any] = {}
         for b in bundles:
-            data.update(b.data)
+            merge_data(data, b.data, b.name)
         engine, ast = new_engine([m for b in bundles for m in b.rego], data, options)
         self._engine: regorus.Engine = engine
         self.rules: dict[str, list[tuple[str, str]]] = {}

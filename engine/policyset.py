@@ -35,11 +35,12 @@ class Evaluator(Protocol):
         ...
 
 
-def _merge(into: dict[str, Any], data: dict[str, Any], bundle: str) -> None:
+def merge_data(into: dict[str, Any], data: dict[str, Any], bundle: str) -> None:
+    """Merge one bundle's data into ``into``; a value defined twice is a :class:`BundleError`."""
     for key, value in data.items():
         if key in into:
             if isinstance(into[key], dict) and isinstance(value, dict):
-                _merge(into[key], value, bundle)
+                merge_data(into[key], value, bundle)
                 continue
             raise BundleError(
                 f"bundle `{bundle}`: data key `{key}` is already defined by another bundle"
@@ -76,7 +77,7 @@ def compile_bundles(
     check_disjoint({b.name: b.manifest.roots for b in bundles if b.rego or b.data})
     data: dict[str, Any] = {}
     for bundle in bundles:
-        _merge(data, bundle.data, bundle.name)
+        merge_data(data, bundle.data, bundle.name)
     if any(b.manifest.rego_version == 0 for b in bundles if b.rego):
         rego_options = RegoOptions(True, rego_options.capabilities)
     rego = (

@@ -132,15 +132,21 @@ def _wrapper(action: str, rules: Mapping[str, set[str]]) -> str | None:
     package = rego_package(action)
     if package not in rules:
         return None
-    fields = [f'"{r}": data.{package}.{r}' for r in DECISION_RULES if r in rules[package]]
-    fields += [
-        f'"common_{r}": data.{REGO_COMMON_PACKAGE}.{r}'
-        for r in DECISION_RULES
-        if r in rules.get(REGO_COMMON_PACKAGE, set())
-    ]
+    # An undefined `deny` leaves `result` undefined (fail closed); an undefined `warn` or
+    # `obligations` (a complete rule that did not fire) only means there are none.
+    fields, optional = [], []
+    for prefix, source in (("", package), ("common_", REGO_COMMON_PACKAGE)):
+        for r in DECISION_RULES:
+            if r not in rules.get(source, set()):
+                continue
+            if r == "deny":
+                fields.append(f'"{prefix}{r}": data.{source}.{r}')
+            else:
+                optional.append(f"default {prefix}{r} := null\n{prefix}{r} := data.{source}.{r}\n")
+                fields.append(f'"{prefix}{r}": {prefix}{r}')
     return (
         f"package {_EVAL_PREFIX}.{action.replace('.', '_')}\nimport rego.v1\n"
-        f"result := {{{', '.join(fields)}}}\n"
+        f"{''.join(optional)}result := {{{', '.join(fields)}}}\n"
     )
 
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+
+# See server/cli/__init__.py: no native stack trace capture on engine errors.
+os.environ.setdefault("RUST_LIB_BACKTRACE", "0")
+
 import shutil
 from pathlib import Path
 

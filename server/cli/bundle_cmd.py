@@ -142,22 +142,23 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     path = Path(args.bundle)
     files = _read_archive(path) if path.is_file() else read_directory(path)
     bundle = bundle_from_files(files, _name(files, default_bundle_name(path)))
-    info = {
+    signature = _signature_info(files)
+    listing: list[dict[str, Any]] = [
+        {"name": n, "sha256": file_digest(n, r), "size": len(r)} for n, r in sorted(files.items())
+    ]
+    info: dict[str, Any] = {
         "name": bundle.name,
         "revision": bundle.revision,
         "roots": bundle.manifest.roots,
         "metadata": bundle.manifest.metadata,
         "rego_version": bundle.manifest.rego_version,
         "digest": bundle.digest,
-        "files": [
-            {"name": n, "sha256": file_digest(n, r), "size": len(r)}
-            for n, r in sorted(files.items())
-        ],
+        "files": listing,
         "rego_modules": [m.path for m in bundle.rego],
         "rego_tests": [m.path for m in bundle.rego_tests],
         "cedar_policies": [p.path for p in bundle.cedar],
         "cedar_schema": bundle.cedar_schema.path if bundle.cedar_schema else None,
-        "signature": _signature_info(files),
+        "signature": signature,
     }
     if args.format == "json":
         print(json.dumps(info, indent=2))
@@ -166,13 +167,15 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         f"bundle    {info['name']}\nrevision  {info['revision']}\nroots     {', '.join(bundle.manifest.roots)}"
     )
     print(f"digest    {info['digest']}")
-    sig = info["signature"]
-    print(
-        f"signature {'none' if sig is None else json.dumps(sig['header']) + ' ' + json.dumps(sig['claims'])}"
+    shown = (
+        "none"
+        if signature is None
+        else f"{json.dumps(signature['header'])} {json.dumps(signature['claims'])}"
     )
+    print(f"signature {shown}")
     print("files:")
-    for f in info["files"]:
-        print(f"  {f['sha256'][:16]}  {f['size']:>8}  {f['name']}")
+    for entry in listing:
+        print(f"  {entry['sha256'][:16]}  {entry['size']:>8}  {entry['name']}")
     return EXIT_OK
 
 
