@@ -1,11 +1,7 @@
 """Cedar evaluation through cedarpy, parsed and validated once per policy set.
 
-Entities are built from the request: the principal (``User`` or ``Service``)
-with ``tenant``, ``roles`` and ``kind`` attributes and ``Role`` parents; the
-resource (``Agent``, ``Tool`` ...) with ``tenant`` and its stored attributes
-and its ``Tenant`` as parent. Values Cedar cannot hold are mapped: floats to
-``decimal``, ``null`` dropped, lists to sets; keys that would let data forge
-an entity reference (``__entity``, ``__extn``) are dropped.
+Entities and context are built from the request by
+:mod:`engine.cedar_entities`, sending only what the policies can read.
 
 Cedar's own rules hold: default deny, forbid overrides permit. We are
 stricter in one place: a ``forbid`` policy that errors denies, with its id.
@@ -17,7 +13,6 @@ import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import cedarpy
@@ -25,25 +20,11 @@ import msgspec
 
 from engine.actions import ACTIONS
 from engine.bundle.bundle import CedarLink, SourceFile
+from engine.cedar_entities import AttributeUse, request_entities
 from engine.errors import PolicyError, PolicyProblem
 from engine.model import EvalError, Reason
 from engine.verdict import EngineVerdict, clean_engine_message
 
-#: Resource ``type`` values of the decision model and their Cedar entity types.
-RESOURCE_TYPES = {
-    "agent": "Agent",
-    "tool": "Tool",
-    "model": "Model",
-    "task": "Task",
-    "bundle": "Bundle",
-    "tenant": "Tenant",
-    "artifact": "Artifact",
-    "memory": "Memory",
-    "deployment": "Deployment",
-    "run": "Run",
-}
-_MAX_LONG = 2**63 - 1
-_MAX_DECIMAL = 922337203685477.0
 _encode = msgspec.json.Encoder().encode
 
 
@@ -56,74 +37,6 @@ class PolicyInfo:
     bundle: str
     file: str
     annotations: dict[str, str]
-
-
-def cedar_value(value: Any) -> Any:
-    """A JSON value as Cedar can hold it (see module docs); None means "leave out"."""
-    if isinstance(value, bool | str):
-        return value
-    if isinstance(value, int):
-        return value if -_MAX_LONG - 1 <= value <= _MAX_LONG else str(value)
-    if isinstance(value, float):
-        if not -_MAX_DECIMAL <= value <= _MAX_DECIMAL:
-            return None  # outside Cedar's decimal range: left out, like a null
-        try:
-            quantized = Decimal(repr(value)).quantize(Decimal("0.0001"))
-        except InvalidOperation:
-            return None
-        return {"__extn": {"fn": "decimal", "arg": f"{quantized:f}"}}
-    if isinstance(value, dict):
-        out = {}
-        for key, child in value.items():
-            if key in ("__entity", "__extn"):
-                continue
-            mapped = cedar_value(child)
-            if mapped is not None:
-                out[str(key)] = mapped
-        return out
-    if isinstance(value, list | tuple | set | frozenset):
-        return [m for m in (cedar_value(v) for v in value) if m is not None]
-    return None
-
-
-def entity_type(resource_type: str) -> str:
-    """The Cedar entity type of a resource type (``agent`` → ``Agent``)."""
-    return RESOURCE_TYPES.get(resource_type, resource_type[:1].upper() + resource_type[1:])
-
-
-def request_entities(doc: Mapping[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The Cedar request and entity list for a decision request document.
-
-    ``Role`` and ``Tenant`` appear only as parents: Cedar resolves ``in``
-    through the parent links, so they need no entities of their own.
-    """
-    principal, resource = doc["principal"], doc["resource"]
-    p_type = "Service" if principal.get("kind") == "service" else "User"
-    r_type = entity_type(resource["type"])
-    roles = [str(r) for r in principal.get("roles", [])]
-    tenant = str(resource["tenant"])
-    p_uid = {"type": p_type, "id": str(principal["id"])}
-    r_uid = {"type": r_type, "id": str(resource["id"])}
-    entities: list[dict[str, Any]] = [
-        {
-            "uid": p_uid,
-            "attrs": {"tenant": str(principal["tenant"]), "roles": roles, "kind": p_type.lower()},
-            "parents": [{"type": "Role", "id": r} for r in roles],
-        },
-    ]
-    if r_type != "Tenant":
-        attrs = cedar_value(resource.get("attributes") or {})
-        attrs["tenant"] = tenant
-        entities.append(
-            {"uid": r_uid, "attrs": attrs, "parents": [{"type": "Tenant", "id": tenant}]}
-        )
-    request = {
-        "principal": p_uid,
-        "action": {"type": "Action", "id": doc["action"]},
-        "resource": r_uid,
-        "context": cedar_value(doc.get("context") or {}),
-    }
-    return request, entities
 
 
 def _annotations(est: Mapping[str, Any]) -> dict[str, str]:
@@ -205,11 +118,16 @@ class CompiledCedar:
     engine_name = "cedar"
 
     def __init__(
-        self, policies: cedarpy.PolicySet, info: dict[str, PolicyInfo], actions: frozenset[str]
+        self,
+        policies: cedarpy.PolicySet,
+        info: dict[str, PolicyInfo],
+        actions: frozenset[str],
+        use: AttributeUse,
     ):
         self._policies = policies
         self._info = info
         self._actions = actions
+        self._use = use
 
     def participates(self, action: str) -> bool:
         """Whether a schema of the set declares ``action``."""
@@ -222,7 +140,7 @@ class CompiledCedar:
         if not verdict.participated:
             return verdict
         try:
-            request, entities = request_entities(doc)
+            request, entities = request_entities(doc, self._use)
             # Pre-encoded JSON strings skip cedarpy's slower stdlib encoding.
             request["context"] = _encode(request["context"]).decode()
             result = cedarpy.is_authorized(request, self._policies, _encode(entities).decode())
@@ -288,6 +206,7 @@ def compile_cedar(bundles: Iterable[CedarBundle]) -> CompiledCedar | None:
     combined: cedarpy.PolicySet | None = None
     actions: set[str] = set()
     links: list[CedarLink] = []
+    ests: list[dict[str, Any]] = []
     count = 0
     for bundle in bundles:
         if bundle.schema is not None:
@@ -305,6 +224,7 @@ def compile_cedar(bundles: Iterable[CedarBundle]) -> CompiledCedar | None:
         links += bundle.links
         for source in bundle.policies:
             parsed = _parse_file(source, problems)
+            ests += parsed.values()
             for local, est in parsed.items():
                 pid = f"policy{count + local}"
                 info[pid] = PolicyInfo(
@@ -326,7 +246,7 @@ def compile_cedar(bundles: Iterable[CedarBundle]) -> CompiledCedar | None:
         combined = _link(combined, links, info)
     if not actions and not info:
         return None
-    return CompiledCedar(combined, info, frozenset(actions))
+    return CompiledCedar(combined, info, frozenset(actions), AttributeUse.of(ests))
 
 
 def _link(

@@ -33,7 +33,6 @@ from engine.verdict import EngineVerdict, clean_engine_message
 IMPURE_BUILTINS = frozenset({"http.send", "net.lookup_ip_addr", "opa.runtime"})
 _IMPURE_ARITY = {"http.send": 1, "net.lookup_ip_addr": 1, "opa.runtime": 0}
 DECISION_RULES = ("deny", "warn", "obligations")
-_EVAL_PREFIX = "aion_eval"
 _LOCATION = re.compile(r"-->\s*(?P<file>[^:\s]+):(?P<line>\d+):(?P<col>\d+)")
 
 
@@ -128,25 +127,22 @@ def new_engine(
     return engine, ast
 
 
-def _wrapper(action: str, rules: Mapping[str, set[str]]) -> str | None:
+def _decision_rules(
+    action: str, rules: Mapping[str, set[str]]
+) -> tuple[tuple[str, str], ...] | None:
+    """The (key, rule path) pairs one decision evaluates, or None without a package.
+
+    Each rule is evaluated on its own: cheaper in regorus than one generated
+    rule gathering them (an object over three references cost about a third more).
+    """
     package = rego_package(action)
     if package not in rules:
         return None
-    # An undefined `deny` leaves `result` undefined (fail closed); an undefined `warn` or
-    # `obligations` (a complete rule that did not fire) only means there are none.
-    fields, optional = [], []
-    for prefix, source in (("", package), ("common_", REGO_COMMON_PACKAGE)):
-        for r in DECISION_RULES:
-            if r not in rules.get(source, set()):
-                continue
-            if r == "deny":
-                fields.append(f'"{prefix}{r}": data.{source}.{r}')
-            else:
-                optional.append(f"default {prefix}{r} := null\n{prefix}{r} := data.{source}.{r}\n")
-                fields.append(f'"{prefix}{r}": {prefix}{r}')
-    return (
-        f"package {_EVAL_PREFIX}.{action.replace('.', '_')}\nimport rego.v1\n"
-        f"{''.join(optional)}result := {{{', '.join(fields)}}}\n"
+    return tuple(
+        (f"{prefix}{rule}", f"data.{source}.{rule}")
+        for prefix, source in (("", package), ("common_", REGO_COMMON_PACKAGE))
+        for rule in DECISION_RULES
+        if rule in rules.get(source, set())
     )
 
 
@@ -190,7 +186,7 @@ class CompiledRego:
         self,
         engine: regorus.Engine,
         clock: _Clock,
-        eval_rules: dict[str, str],
+        eval_rules: dict[str, tuple[tuple[str, str], ...]],
         package_bundles: dict[str, str],
     ) -> None:
         self._base = engine
@@ -218,9 +214,9 @@ class CompiledRego:
     def evaluate(self, action: str, doc: dict[str, Any], now_ns: int) -> EngineVerdict:
         """Evaluate ``doc`` (the request as ``input``) for ``action``."""
         started = time.perf_counter()
-        rule = self._eval_rules.get(action)
-        verdict = EngineVerdict(self.engine_name, participated=rule is not None)
-        if rule is None:
+        paths = self._eval_rules.get(action)
+        verdict = EngineVerdict(self.engine_name, participated=paths is not None)
+        if paths is None:
             return verdict
         package = rego_package(action)
         bundle = self._package_bundles.get(package, "")
@@ -228,7 +224,7 @@ class CompiledRego:
         self._clock.now_ns = now_ns
         try:
             engine.set_input(doc)
-            result = eval_json(engine, rule)
+            result = {key: eval_json(engine, path) for key, path in paths}
         except Exception as exc:  # an engine fault of any kind denies, named
             verdict.errors.append(
                 EvalError("rego", "rego_eval_error", clean_engine_message(str(exc)))
@@ -240,7 +236,7 @@ class CompiledRego:
         return verdict
 
     def _collect(self, verdict: EngineVerdict, result: Any, package: str, bundle: str) -> None:
-        if not isinstance(result, dict) or "deny" not in result:
+        if not isinstance(result, dict) or result.get("deny") is None:
             verdict.errors.append(
                 EvalError("rego", "undefined_result", f"`data.{package}.deny` is undefined")
             )
@@ -290,12 +286,9 @@ def compile_rego(
             )
         rules.setdefault(package, set()).update(rule_names(module))
         package_bundles.setdefault(package, bundle)
-    eval_rules: dict[str, str] = {}
+    eval_rules: dict[str, tuple[tuple[str, str], ...]] = {}
     for action in ACTIONS:
-        source = _wrapper(action, rules)
-        if source is None:
-            continue
-        path = f"{_EVAL_PREFIX}/{action}.rego"
-        engine.add_policy(path, source)
-        eval_rules[action] = f"data.{_EVAL_PREFIX}.{action.replace('.', '_')}.result"
+        paths = _decision_rules(action, rules)
+        if paths is not None:
+            eval_rules[action] = paths
     return CompiledRego(engine, clock, eval_rules, package_bundles)

@@ -26,7 +26,7 @@ import msgspec
 import regorus
 
 from engine import DecisionRequest, PolicySet, compile_bundles, decide, load_bundle
-from engine.cedar import request_entities
+from engine.cedar_entities import request_entities
 from engine.policyset import Evaluator
 
 REPO = Path(__file__).resolve().parents[2]
@@ -86,14 +86,14 @@ def only(ps: PolicySet, engine: str) -> PolicySet:
 
 
 def bare_rego(ps: PolicySet, doc: dict[str, Any]) -> Callable[[], Any]:
-    """The bare regorus call doing the same work: set input, evaluate the same rule."""
+    """The bare regorus calls doing the same work: set input, evaluate the same rules."""
     assert ps.rego is not None
     engine: regorus.Engine = ps.rego._base.clone()
-    rule = ps.rego._eval_rules[doc["action"]]
+    paths = [path for _, path in ps.rego._eval_rules[doc["action"]]]
 
     def call() -> Any:
         engine.set_input(doc)
-        return engine.eval_rule_as_json(rule)
+        return [engine.eval_rule_as_json(path) for path in paths]
 
     return call
 

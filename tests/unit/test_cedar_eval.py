@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from engine import Bundle, PolicyError, PolicySet, compile_bundles
-from engine.cedar import cedar_value, entity_type
+from engine.cedar_entities import cedar_value, entity_type
 
 Make = Callable[..., Bundle]
 
