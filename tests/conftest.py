@@ -8,6 +8,7 @@ import os
 os.environ.setdefault("RUST_LIB_BACKTRACE", "0")
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -34,9 +35,17 @@ def opa_bin() -> Path:
     return Path(str(found))
 
 
-def _pem_pair(
-    private: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey,
-) -> tuple[str, str]:
+def generate_key_pair(algorithm: str) -> tuple[str, str]:
+    """A fresh (private PEM, public PEM) for RS256 (RSA 2048), ES256 (P-256) or EdDSA (Ed25519)."""
+    private: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+    if algorithm == "RS256":
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    elif algorithm == "ES256":
+        private = ec.generate_private_key(ec.SECP256R1())
+    elif algorithm == "EdDSA":
+        private = ed25519.Ed25519PrivateKey.generate()
+    else:
+        raise ValueError(f"no key generator for {algorithm}")
     private_pem = private.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
@@ -49,13 +58,15 @@ def _pem_pair(
 
 
 @pytest.fixture(scope="session")
+def key_pair_factory() -> Callable[[str], tuple[str, str]]:
+    """Make another key pair on demand (for "right key id, wrong key" cases)."""
+    return generate_key_pair
+
+
+@pytest.fixture(scope="session")
 def key_pairs() -> dict[str, tuple[str, str]]:
     """Freshly generated (private PEM, public PEM) per signing algorithm."""
-    return {
-        "RS256": _pem_pair(rsa.generate_private_key(public_exponent=65537, key_size=2048)),
-        "ES256": _pem_pair(ec.generate_private_key(ec.SECP256R1())),
-        "EdDSA": _pem_pair(ed25519.Ed25519PrivateKey.generate()),
-    }
+    return {alg: generate_key_pair(alg) for alg in ("RS256", "ES256", "EdDSA")}
 
 
 @pytest.fixture

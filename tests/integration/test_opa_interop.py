@@ -42,6 +42,21 @@ def _opa(
     )
 
 
+def _aion_build(source: Path, out: Path, key: Path, alg: str) -> None:
+    args = [
+        "bundle",
+        "build",
+        str(source),
+        "-o",
+        str(out),
+        "--signing-key",
+        str(key),
+        "--signing-alg",
+        alg,
+    ]
+    assert main(args) == 0
+
+
 @pytest.mark.parametrize("alg", ALGS)
 def test_opa_signed_bundle_verifies_with_ours(
     opa_bin: Path, source: Path, key_files: dict[str, tuple[Path, Path]], tmp_path: Path, alg: str
@@ -84,22 +99,7 @@ def test_our_signed_bundle_verifies_with_opa(
 ) -> None:
     priv, pub = key_files[alg]
     ours = tmp_path / "ours.tar.gz"
-    assert (
-        main(
-            [
-                "bundle",
-                "build",
-                str(source),
-                "-o",
-                str(ours),
-                "--signing-key",
-                str(priv),
-                "--signing-alg",
-                alg,
-            ]
-        )
-        == 0
-    )
+    _aion_build(source, ours, priv, alg)
     accepted = _opa(
         opa_bin,
         "build",
@@ -163,22 +163,7 @@ def test_opa_serves_our_bundle_with_cedar_files(
     )
     priv, pub = key_files["ES256"]
     ours = tmp_path / "ours.tar.gz"
-    assert (
-        main(
-            [
-                "bundle",
-                "build",
-                str(source),
-                "-o",
-                str(ours),
-                "--signing-key",
-                str(priv),
-                "--signing-alg",
-                "ES256",
-            ]
-        )
-        == 0
-    )
+    _aion_build(source, ours, priv, "ES256")
     verified = tmp_path / "verified.tar.gz"
     check = _opa(
         opa_bin,

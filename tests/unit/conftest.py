@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from engine import (
     Bundle,
@@ -177,33 +175,6 @@ class KeyPair:
     public_pem: str
 
 
-def _pems(private: Any) -> tuple[str, str]:
-    private_pem = private.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public_pem = (
-        private.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private_pem, public_pem
-
-
-def _generate(algorithm: str) -> KeyPair:
-    private: Any
-    if algorithm == "RS256":
-        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    elif algorithm == "ES256":
-        private = ec.generate_private_key(ec.SECP256R1())
-    elif algorithm == "EdDSA":
-        private = ed25519.Ed25519PrivateKey.generate()
-    else:  # pragma: no cover - a typo in a test
-        raise AssertionError(algorithm)
-    return KeyPair(algorithm, *_pems(private))
-
-
 @pytest.fixture(scope="session")
 def keys(key_pairs: dict[str, tuple[str, str]]) -> dict[str, KeyPair]:
     """The session's generated keys (tests/conftest.py): RS256 (RSA 2048), ES256, EdDSA."""
@@ -211,6 +182,6 @@ def keys(key_pairs: dict[str, tuple[str, str]]) -> dict[str, KeyPair]:
 
 
 @pytest.fixture(scope="session")
-def other_keys() -> dict[str, KeyPair]:
+def other_keys(key_pair_factory: Callable[[str], tuple[str, str]]) -> dict[str, KeyPair]:
     """A second, unrelated key per algorithm (for "right kid, wrong key")."""
-    return {alg: _generate(alg) for alg in ("RS256", "ES256", "EdDSA")}
+    return {alg: KeyPair(alg, *key_pair_factory(alg)) for alg in ("RS256", "ES256", "EdDSA")}
