@@ -30,7 +30,7 @@ from engine.model import (
     Reason,
     Resource,
 )
-from engine.policyset import Evaluator, PolicySet, compile_bundles
+from engine.policyset import Evaluator, PolicySet, PolicySetCache, compile_bundles
 from engine.rego import RegoOptions
 from engine.verdict import EngineVerdict
 
@@ -54,6 +54,7 @@ __all__ = [
     "PolicyError",
     "PolicyProblem",
     "PolicySet",
+    "PolicySetCache",
     "Principal",
     "Reason",
     "RegoOptions",

@@ -18,7 +18,7 @@ from typing import Any
 import cedarpy
 import msgspec
 
-from engine.actions import ACTIONS
+from engine.actions import ACTIONS, unknown_action
 from engine.bundle.bundle import CedarLink, SourceFile
 from engine.cedar_entities import AttributeUse, request_entities
 from engine.errors import PolicyError, PolicyProblem
@@ -58,6 +58,21 @@ def _parse_file(source: SourceFile, problems: list[PolicyProblem]) -> dict[int, 
         for key, policy in est.get(group, {}).items():
             found[int(key.removeprefix("policy"))] = policy
     return found
+
+
+def _unknown_actions(file: str, policies: Iterable[Mapping[str, Any]]) -> list[PolicyProblem]:
+    """A problem for each `Action::"..."` a policy scopes to that is not governed."""
+    problems = []
+    for policy in policies:
+        scope = policy.get("action") or {}
+        entities = scope.get("entities") or ([scope["entity"]] if "entity" in scope else [])
+        for entity in entities:
+            name = entity.get("id", "") if isinstance(entity, dict) else ""
+            if entity.get("type") == "Action" and unknown_action(name):
+                problems.append(
+                    PolicyProblem(file, f"policy names unknown action `{name}`", "unknown_action")
+                )
+    return problems
 
 
 def declared_actions(schema: cedarpy.Schema) -> frozenset[str]:
@@ -225,6 +240,7 @@ def compile_cedar(bundles: Iterable[CedarBundle]) -> CompiledCedar | None:
         for source in bundle.policies:
             parsed = _parse_file(source, problems)
             ests += parsed.values()
+            problems += _unknown_actions(source.path, parsed.values())
             for local, est in parsed.items():
                 pid = f"policy{count + local}"
                 info[pid] = PolicyInfo(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -95,3 +97,37 @@ def compile_bundles(
     evaluators: tuple[Evaluator, ...] = tuple(e for e in (rego, cedar) if e is not None)
     digest = hashlib.sha256("|".join(sorted(b.digest for b in bundles)).encode()).hexdigest()
     return PolicySet({b.name: b.revision for b in bundles}, digest, evaluators, rego, cedar)
+
+
+class PolicySetCache:
+    """Compiled policy sets keyed by their bundles' digests: compile once per revision set.
+
+    Bounded (least recently used goes first) and safe to share between threads.
+    """
+
+    def __init__(
+        self, max_entries: int = 64, rego_options: RegoOptions = DEFAULT_REGO_OPTIONS
+    ) -> None:
+        self._max = max_entries
+        self._options = rego_options
+        self._entries: OrderedDict[tuple[str, ...], PolicySet] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, bundles: Sequence[Bundle]) -> PolicySet:
+        """The compiled set for ``bundles``, compiling it on first use."""
+        key = tuple(sorted(f"{b.name}@{b.digest}" for b in bundles))
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+                return found
+        compiled = compile_bundles(bundles, self._options)
+        with self._lock:
+            self._entries[key] = compiled
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+        return compiled

@@ -21,7 +21,13 @@ from typing import Any
 import msgspec
 import regorus
 
-from engine.actions import ACTIONS, REGO_COMMON_PACKAGE, rego_package
+from engine.actions import (
+    ACTIONS,
+    REGO_COMMON_PACKAGE,
+    package_action,
+    rego_package,
+    unknown_action,
+)
 from engine.bundle.bundle import SourceFile
 from engine.bundle.manifest import check_path_in_roots
 from engine.errors import PolicyError, PolicyProblem
@@ -261,6 +267,25 @@ class CompiledRego:
                 )
 
 
+def unknown_action_packages(ast: list[dict[str, Any]]) -> list[PolicyProblem]:
+    """A problem for each package shaped like an action package whose action is not governed."""
+    problems = []
+    for module in ast:
+        package = package_of(module)
+        action = package_action(package)
+        if action is not None and unknown_action(action):
+            file = module.get("source", {}).get("file", "")
+            problems.append(
+                PolicyProblem(
+                    file,
+                    f"package `{package}` is for unknown action `{action}`",
+                    "unknown_action",
+                    1,
+                )
+            )
+    return problems
+
+
 def compile_rego(
     bundles: Mapping[str, tuple[list[str], list[SourceFile]]],
     data: Mapping[str, Any],
@@ -276,6 +301,9 @@ def compile_rego(
     owner = {m.path: name for name, (_, mods) in bundles.items() for m in mods}
     rules: dict[str, set[str]] = {}
     package_bundles: dict[str, str] = {}
+    unknown = unknown_action_packages(ast)
+    if unknown:
+        raise PolicyError(unknown)
     for module in ast:
         package = package_of(module)
         file = module.get("source", {}).get("file", "")

@@ -6,7 +6,7 @@ from engine.bundle.bundle import Bundle
 from engine.bundle.manifest import check_path_in_roots
 from engine.cedar import CedarBundle, compile_cedar
 from engine.errors import BundleError, PolicyError, PolicyProblem
-from engine.rego import DEFAULT_REGO_OPTIONS, RegoOptions, new_engine
+from engine.rego import DEFAULT_REGO_OPTIONS, RegoOptions, new_engine, unknown_action_packages
 from engine.regoast import package_of
 
 
@@ -19,7 +19,7 @@ def _rego_problems(bundle: Bundle, options: RegoOptions) -> list[PolicyProblem]:
         _, ast = new_engine([*bundle.rego, *bundle.rego_tests], bundle.data, options)
     except PolicyError as exc:
         return list(exc.problems)
-    problems = []
+    problems = unknown_action_packages(ast)
     for module in ast:
         file = module.get("source", {}).get("file", "")
         try:

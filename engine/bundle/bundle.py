@@ -7,6 +7,7 @@ import json
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,7 @@ class Bundle:
         """Whether the bundle carries a `.signatures.json`."""
         return SIGNATURES_FILE in self.files
 
-    @property
+    @cached_property
     def digest(self) -> str:
         """sha256 over every file's canonical digest, signature excluded: the bundle identity."""
         listing = {

@@ -7,6 +7,7 @@ import json
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -245,3 +246,27 @@ def test_sign_resigns_an_archive(
     assert ok.code == 0, ok.err
     missing = aion("bundle", "sign", out)
     assert missing.code == 2
+
+
+def test_unknown_action_exits_2(
+    aion: Callable[..., Any], demo_bundle: Path, tmp_path: Path
+) -> None:
+    (demo_bundle / "teleport.rego").write_text(
+        'package aion.agent.teleport\nimport rego.v1\ndeny contains "x" if input.x\n'
+    )
+    rego = aion("bundle", "build", demo_bundle, "-o", tmp_path / "x.tar.gz")
+    assert rego.code == 2
+    assert "teleport.rego" in rego.err and "unknown action `agent.teleport`" in rego.err
+    (demo_bundle / "teleport.rego").unlink()
+    (demo_bundle / "schema.cedarschema").write_text(
+        (demo_bundle / "schema.cedarschema").read_text()
+        + 'action "agent.teleport" appliesTo { principal: [User], resource: [Agent], context: {} };\n'
+    )
+    (demo_bundle / "policies.cedar").write_text(
+        '@id("t") permit(principal, action == Action::"agent.teleport", resource);\n'
+    )
+    cedar = aion("bundle", "build", demo_bundle, "-o", tmp_path / "x.tar.gz")
+    assert cedar.code == 2
+    assert "policies.cedar" in cedar.err and "unknown action `agent.teleport`" in cedar.err
+    validated = aion("policy", "validate", demo_bundle)
+    assert validated.code == 1 and "unknown_action" in validated.out
