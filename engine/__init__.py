@@ -7,7 +7,7 @@ its own: time, data, keys and trust roots are passed in.
 
 from engine.actions import ACTIONS, check_action
 from engine.bundle import Bundle, VerificationKey, load_bundle, sign_files, verify_files
-from engine.decide import DEFAULT_TIME_LIMIT_US, combine, decide
+from engine.decide import DEFAULT_TIME_LIMIT_US, apply_bundle_modes, combine, decide
 from engine.errors import (
     BundleError,
     BundleRootConflict,
@@ -62,6 +62,7 @@ __all__ = [
     "RollbackError",
     "SignatureError",
     "VerificationKey",
+    "apply_bundle_modes",
     "check_action",
     "combine",
     "compile_bundles",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -156,3 +156,32 @@ def decide(
         duration_us=elapsed,
         time_limit_us=time_limit_us,
     )
+
+
+def apply_bundle_modes(decision: Decision, modes: Mapping[str, Mode]) -> Decision:
+    """Apply per-bundle enforcement modes (an agent's attached policies) to a decision.
+
+    A deny reason blocks when its bundle is in ``enforce`` mode (the default,
+    and always for reasons that name no bundle, like ``no_policy`` or Cedar's
+    default deny). When every deny reason comes from bundles in other modes:
+    ``require_approval`` parks the request; otherwise ``warn`` lets it through
+    with the reasons as warnings and ``audit`` lets it through with the reasons
+    recorded. Evaluation errors always deny.
+    """
+    if decision.verdict_allowed or decision.errors or not modes:
+        return decision
+    applied = {
+        modes.get(r.bundle, Mode.ENFORCE) if r.bundle else Mode.ENFORCE for r in decision.reasons
+    }
+    if not applied or Mode.ENFORCE in applied:
+        return decision
+    if Mode.REQUIRE_APPROVAL in applied:
+        return msgspec.structs.replace(
+            decision, allowed=False, outcome=Outcome.PENDING_APPROVAL, mode=Mode.REQUIRE_APPROVAL
+        )
+    if Mode.WARN in applied:
+        warnings = _sort([*decision.warnings, *decision.reasons])
+        return msgspec.structs.replace(
+            decision, allowed=True, outcome=Outcome.ALLOW, mode=Mode.WARN, warnings=warnings
+        )
+    return msgspec.structs.replace(decision, allowed=True, outcome=Outcome.ALLOW, mode=Mode.AUDIT)

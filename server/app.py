@@ -1,0 +1,97 @@
+"""The Litestar application: routes under `/api/v1` (and the original `/api`), errors mapped once."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import Litestar, Request, Response, Router
+from litestar.config.app import AppConfig
+from litestar.di import Provide
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi import OpenAPIConfig
+
+from server.api.agents import AgentController
+from server.api.bundles import BundleController
+from server.api.catalog import CatalogController
+from server.api.decisions import DecisionController
+from server.api.deps import caller
+from server.api.health import health, ready
+from server.api.tools import ToolController
+from server.errors import AppError
+from server.state import Services
+
+log = logging.getLogger("aion.server")
+
+_HTTP_CODES = {
+    400: "invalid_input",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+def _app_error(_: Request[Any, Any, Any], exc: AppError) -> Response[dict[str, Any]]:
+    return Response(exc.body(), status_code=exc.status, headers=exc.headers())
+
+
+def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
+    detail = exc.extra if isinstance(exc.extra, list) else []
+    message = (
+        "; ".join(str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in detail)
+        or exc.detail
+    )
+    return Response({"code": "invalid_input", "message": message}, status_code=400)
+
+
+def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return Response(
+        {"code": code, "message": exc.detail}, status_code=exc.status_code, headers=exc.headers
+    )
+
+
+def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    log.error("unhandled error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+    return Response({"code": "internal_error", "message": "internal error"}, status_code=500)
+
+
+def _routes() -> list[Any]:
+    return [
+        health,
+        ready,
+        CatalogController,
+        AgentController,
+        ToolController,
+        BundleController,
+        DecisionController,
+    ]
+
+
+def create_app(services: Services) -> Litestar:
+    """The ASGI app over already-built services."""
+    config = AppConfig(
+        route_handlers=[
+            Router(path="/api/v1", route_handlers=_routes()),
+            Router(path="/api", route_handlers=_routes(), include_in_schema=False),
+        ],
+        dependencies={"caller": Provide(caller)},
+        exception_handlers={
+            AppError: _app_error,
+            ValidationException: _validation,
+            HTTPException: _http,
+            Exception: _internal,
+        },
+        request_max_body_size=services.settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="AION Governance API", version="1.0.0", path="/api/v1/schema"
+        ),
+        debug=False,
+    )
+    app = Litestar.from_config(config)
+    app.state["services"] = services
+    return app

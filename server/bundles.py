@@ -1,0 +1,216 @@
+"""Tenant bundles and keys: upload (verified, anti-rollback), activate (gated), shadow, impact.
+
+A tenant's bundle of the same name as a global one takes its place for that
+tenant. Uploading never changes a decision; activation does, and is itself a
+gated, logged decision (`bundle.activate`) — rolling back is activating an
+older stored revision explicitly.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+
+from engine import (
+    BundleError,
+    EngineError,
+    Resource,
+    SignatureError,
+    VerificationKey,
+    compile_bundles,
+    verify_files,
+)
+from engine.bundle import Bundle as LoadedBundle
+from engine.bundle import bundle_from_files, read_tarball
+from engine.bundle.signing import ALGORITHMS, revision_key
+from server.auth import Caller, utcnow
+from server.db.tables import Bundle, TrustedKey
+from server.errors import ConflictError, InvalidInputError, NotFoundError
+from server.gate import Gate
+from server.policies import GLOBAL_TENANT, PolicyService
+
+
+def _row_view(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": row["name"],
+        "revision": row["revision"],
+        "digest": row["digest"],
+        "status": row["status"],
+        "signed_by": row["signed_by"],
+        "scope": "global" if row["tenant"] == GLOBAL_TENANT else "tenant",
+        "created_at": row["created_at"].isoformat(),
+    }
+
+
+class BundleService:
+    """Bundles and trusted keys of one tenant."""
+
+    def __init__(self, gate: Gate, policies: PolicyService) -> None:
+        self._gate = gate
+        self._policies = policies
+
+    async def add_key(
+        self, caller: Caller, key_id: str, algorithm: str, public_key: str
+    ) -> dict[str, Any]:
+        """Trust a public key for this tenant's bundles."""
+        if algorithm not in ALGORITHMS or algorithm == "HS256":
+            raise InvalidInputError(
+                f"algorithm must be one of {', '.join(a for a in ALGORITHMS if a != 'HS256')}"
+            )
+        try:
+            serialization.load_pem_public_key(public_key.encode())
+        except (ValueError, TypeError) as exc:
+            raise InvalidInputError("`public_key` is not a PEM public key") from exc
+        row_id = f"{caller.tenant}:{key_id}"
+        if await TrustedKey.exists().where(TrustedKey.id == row_id):
+            raise ConflictError(f"key `{key_id}` is already trusted")
+        await TrustedKey.insert(
+            TrustedKey(
+                id=row_id,
+                tenant=caller.tenant,
+                key_id=key_id,
+                algorithm=algorithm,
+                public_key=public_key,
+                created_at=utcnow(),
+            )
+        )
+        return {"key_id": key_id, "algorithm": algorithm, "public_key": public_key}
+
+    async def keys(self, caller: Caller) -> dict[str, Any]:
+        """The tenant's trusted keys (public material only)."""
+        rows = (
+            await TrustedKey.select()
+            .where(TrustedKey.tenant == caller.tenant)
+            .order_by(TrustedKey.key_id)
+        )
+        return {"items": [{k: r[k] for k in ("key_id", "algorithm", "public_key")} for r in rows]}
+
+    async def _trusted(self, tenant: str) -> dict[str, VerificationKey]:
+        rows = await TrustedKey.select().where(TrustedKey.tenant == tenant)
+        return {r["key_id"]: VerificationKey(r["public_key"], r["algorithm"]) for r in rows}
+
+    async def _revisions(self, tenant: str, name: str) -> list[dict[str, Any]]:
+        rows = await Bundle.select().where((Bundle.tenant == tenant) & (Bundle.name == name))
+        return sorted(rows, key=lambda r: revision_key(r["revision"]))
+
+    async def upload(self, caller: Caller, archive: bytes) -> dict[str, Any]:
+        """Verify and store a signed bundle; nothing is activated."""
+        try:
+            files = read_tarball(archive, "upload")
+            name = bundle_from_files(files, "upload").manifest.metadata.get("name")
+            if not isinstance(name, str) or not name:
+                raise InvalidInputError("the bundle manifest needs `metadata.name`")
+            stored = await self._revisions(caller.tenant, name)
+            last = stored[-1]["revision"] if stored else None
+            claims = verify_files(
+                files, await self._trusted(caller.tenant), now=utcnow(), last_revision=last
+            )
+            bundle = bundle_from_files(files, name)
+            compile_bundles([bundle])
+        except SignatureError as exc:
+            raise InvalidInputError(f"{exc.code}: {exc.message}") from exc
+        except EngineError as exc:
+            raise InvalidInputError(f"{exc.code}: {exc.message}") from exc
+        row = Bundle(
+            id=f"bnd_{secrets.token_hex(10)}",
+            tenant=caller.tenant,
+            name=name,
+            revision=bundle.revision,
+            digest=bundle.digest,
+            status="stored",
+            signed_by=claims.key_id,
+            archive=base64.b64encode(archive).decode(),
+            created_at=utcnow(),
+        )
+        await Bundle.insert(row)
+        return _row_view(row.to_dict())
+
+    async def list_all(self, caller: Caller) -> dict[str, Any]:
+        """Every stored revision the tenant can use (its own and the global ones)."""
+        rows = (
+            await Bundle.select()
+            .where(Bundle.tenant.is_in([caller.tenant, GLOBAL_TENANT]))
+            .order_by(Bundle.name)
+        )
+        return {"items": [_row_view(r) for r in rows]}
+
+    async def get(self, caller: Caller, name: str) -> dict[str, Any]:
+        """The revisions of one bundle name."""
+        rows = await Bundle.select().where(
+            Bundle.tenant.is_in([caller.tenant, GLOBAL_TENANT]) & (Bundle.name == name)
+        )
+        if not rows:
+            raise NotFoundError(f"no bundle `{name}`")
+        return {
+            "name": name,
+            "revisions": [
+                _row_view(r) for r in sorted(rows, key=lambda r: revision_key(r["revision"]))
+            ],
+        }
+
+    async def _tenant_row(self, caller: Caller, name: str, revision: str) -> dict[str, Any]:
+        row = (
+            await Bundle.select()
+            .where(
+                (Bundle.tenant == caller.tenant)
+                & (Bundle.name == name)
+                & (Bundle.revision == revision)
+            )
+            .first()
+        )
+        if row is None:
+            raise NotFoundError(
+                f"no stored revision `{revision}` of bundle `{name}` in this tenant"
+            )
+        return dict(row)
+
+    async def candidate(self, caller: Caller, name: str, revision: str) -> list[LoadedBundle]:
+        """The tenant's active bundles with ``name`` replaced by ``revision``: what activation would give."""
+        row = await self._tenant_row(caller, name, revision)
+        current = [r for r in await self._policies.active_rows(caller.tenant) if r["name"] != name]
+        bundles = [await self._policies.bundle(r["id"], r["name"]) for r in current]
+        bundles.append(await self._policies.bundle(row["id"], name))
+        try:
+            compile_bundles(bundles)
+        except BundleError as exc:
+            raise InvalidInputError(f"{exc.code}: {exc.message}") from exc
+        except EngineError as exc:
+            raise InvalidInputError(f"{exc.code}: {exc.message}") from exc
+        return bundles
+
+    async def activate(
+        self, caller: Caller, name: str, revision: str, trace: str, *, shadow: bool = False
+    ) -> dict[str, Any]:
+        """Gate `bundle.activate`; make ``revision`` the active (or shadow) revision of ``name``."""
+        row = await self._tenant_row(caller, name, revision)
+        await self.candidate(caller, name, revision)
+        trusted = sorted((await self._trusted(caller.tenant)).keys())
+        resource = Resource(
+            type="bundle",
+            id=name,
+            tenant=caller.tenant,
+            attributes={
+                "revision": revision,
+                "signed": True,
+                "signer_key_id": row["signed_by"],
+                "digest": row["digest"],
+            },
+        )
+        context: dict[str, Any] = {"trusted_bundle_keys": trusted}
+        if shadow:
+            context["shadow"] = True
+        status = "shadow" if shadow else "active"
+
+        async def store(_: Any) -> None:
+            await Bundle.update({Bundle.status: "stored"}).where(
+                (Bundle.tenant == caller.tenant) & (Bundle.name == name) & (Bundle.status == status)
+            )
+            await Bundle.update({Bundle.status: status}).where(Bundle.id == row["id"])
+
+        governed = await self._gate.govern(
+            caller, "bundle.activate", resource, context, store, trace_id=trace
+        )
+        return {**await self.get(caller, name), **governed.summary()}

@@ -1,0 +1,177 @@
+"""`aion serve`, `aion db migrate`, `aion tenants create`, `aion tokens issue`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from server.auth import ROLES, TokenService, utcnow
+from server.bootstrap import (
+    DEFAULT_TENANT,
+    ensure_keys,
+    ensure_tenant,
+    install_shipped_bundles,
+    migrate,
+    services,
+)
+from server.cli.common import EXIT_OK, fail
+from server.db.tables import Tenant
+from server.settings import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        data_dir=Path(args.data_dir) if getattr(args, "data_dir", None) else None,
+        database_url=getattr(args, "database_url", None),
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        workers=getattr(args, "workers", None),
+    )
+
+
+async def _prepare(settings: Settings) -> str | None:
+    """Default tenant and shipped bundles; the admin token when the tenant is new."""
+    keys = ensure_keys(settings.data_dir)
+    svc = services(settings, keys)
+    tid, created = await ensure_tenant(DEFAULT_TENANT)
+    installed = await install_shipped_bundles(settings, keys)
+    for item in installed:
+        print(f"activated bundle {item}")
+    if not created:
+        return None
+    return svc.tokens.issue(
+        tenant=tid, subject="admin", roles=["admin", "security"], now=utcnow(), ttl=24 * 3600
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Prepare the embedded default (or the configured database) and run the server."""
+    settings = _settings(args)
+    migrate(settings)
+    token = asyncio.run(_prepare(settings))
+    if token:
+        print("one-time admin token for tenant `default` (valid 24 h; shown only now):")
+        print(token)
+    # Workers are separate processes: they read the same settings from the environment.
+    os.environ.update(
+        {
+            "AION_DATA_DIR": str(settings.data_dir),
+            "AION_DATABASE_URL": settings.database_url,
+        }
+    )
+    print(f"serving on http://{settings.host}:{settings.port} ({settings.workers} worker(s))")
+    uvicorn.run(
+        "server.asgi:create",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+    )
+    return EXIT_OK
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Run the database migrations."""
+    settings = _settings(args)
+    migrate(settings)
+    print(
+        f"database is up to date ({'SQLite in ' + str(settings.data_dir) if settings.sqlite else 'PostgreSQL'})"
+    )
+    return EXIT_OK
+
+
+def cmd_tenant_create(args: argparse.Namespace) -> int:
+    """Create a tenant with the seed tools and models."""
+    settings = _settings(args)
+    migrate(settings)
+
+    async def run() -> tuple[str, bool]:
+        services(settings, ensure_keys(settings.data_dir))
+        return await ensure_tenant(args.name)
+
+    try:
+        tid, created = asyncio.run(run())
+    except ValueError as exc:
+        fail(str(exc))
+    print(f"tenant `{tid}` {'created' if created else 'already exists'}")
+    return EXIT_OK
+
+
+def cmd_token_issue(args: argparse.Namespace) -> int:
+    """Print a signed token for a subject of a tenant."""
+    settings = _settings(args)
+    unknown = sorted(set(args.role) - set(ROLES))
+    if unknown:
+        fail(f"unknown role(s) {unknown}; roles are {', '.join(ROLES)}")
+
+    async def run() -> bool:
+        services(settings, ensure_keys(settings.data_dir))
+        return bool(await Tenant.exists().where(Tenant.id == args.tenant))
+
+    if not asyncio.run(run()):
+        fail(f"no tenant `{args.tenant}` (create it with `aion tenants create`)")
+    tokens = TokenService(settings, ensure_keys(settings.data_dir).jwt_secret)
+    print(
+        tokens.issue(
+            tenant=args.tenant,
+            subject=args.subject,
+            roles=args.role,
+            now=utcnow(),
+            ttl=args.ttl,
+            kind=args.kind,
+        )
+    )
+    return EXIT_OK
+
+
+def _db_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="embedded default state (default ./.aion or $AION_DATA_DIR)")
+    p.add_argument(
+        "--database-url", help="postgresql://... (default $AION_DATABASE_URL, else SQLite)"
+    )
+
+
+def register(commands: Any) -> None:
+    """Add the server commands."""
+    p = commands.add_parser("serve", help="run the governance API server")
+    _db_flags(p)
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--workers", type=int)
+    p.set_defaults(handler=cmd_serve)
+
+    db = commands.add_parser("db", help="database maintenance").add_subparsers(
+        dest="db_command", required=True
+    )
+    p = db.add_parser("migrate", help="run the migrations")
+    _db_flags(p)
+    p.set_defaults(handler=cmd_migrate)
+
+    tenants = commands.add_parser("tenants", help="tenants").add_subparsers(
+        dest="tenants_command", required=True
+    )
+    p = tenants.add_parser("create", help="create a tenant")
+    p.add_argument("name")
+    _db_flags(p)
+    p.set_defaults(handler=cmd_tenant_create)
+
+    tokens = commands.add_parser("tokens", help="bearer tokens").add_subparsers(
+        dest="tokens_command", required=True
+    )
+    p = tokens.add_parser("issue", help="print a signed token (embedded HS256 identity provider)")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--subject", required=True)
+    p.add_argument("--role", action="append", required=True, choices=ROLES)
+    p.add_argument("--ttl", type=int, default=3600, metavar="SECONDS")
+    p.add_argument("--kind", choices=("user", "service"), default="user")
+    _db_flags(p)
+    p.set_defaults(handler=cmd_token_issue)

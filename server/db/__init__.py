@@ -1,0 +1,1 @@
+"""Persistence: piccolo tables, engines for SQLite and PostgreSQL, migrations."""

@@ -1,0 +1,15 @@
+"""The piccolo app holding AION's tables and migrations."""
+
+from pathlib import Path
+
+from piccolo.conf.apps import AppConfig
+
+from server.db.tables import ALL_TABLES
+
+APP_CONFIG = AppConfig(
+    app_name="aion",
+    migrations_folder_path=str(Path(__file__).parent / "migrations"),
+    table_classes=list(ALL_TABLES),
+    migration_dependencies=[],
+    commands=[],
+)

@@ -1,0 +1,257 @@
+"""piccolo tables: the ERD of the platform, every row tenant-scoped.
+
+Ids are opaque strings with a type prefix (``agt_…``); JSON documents are
+stored as text so the same tables run on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from piccolo.columns import (
+    JSON,
+    Boolean,
+    Float,
+    Integer,
+    Text,
+    Timestamptz,
+    Varchar,
+)
+from piccolo.table import Table
+
+
+class Tenant(Table, tablename="tenants"):
+    """A tenant; ``settings`` holds its limits (rate limit, allowed tools)."""
+
+    id = Varchar(length=64, primary_key=True)
+    name = Varchar(length=200, unique=True)
+    settings = JSON(default="{}")
+    created_at = Timestamptz()
+
+
+class User(Table, tablename="users"):
+    """A human or service principal known to a tenant."""
+
+    id = Varchar(length=64, primary_key=True)
+    tenant = Varchar(length=64, index=True)
+    subject = Varchar(length=200)
+    kind = Varchar(length=16, default="user")
+    roles = JSON(default="[]")
+    created_at = Timestamptz()
+
+
+class ApiKey(Table, tablename="api_keys"):
+    """A service credential; only its sha256 is stored."""
+
+    id = Varchar(length=64, primary_key=True)
+    tenant = Varchar(length=64, index=True)
+    subject = Varchar(length=200)
+    roles = JSON(default="[]")
+    key_hash = Varchar(length=64, unique=True)
+    created_at = Timestamptz()
+    revoked = Boolean(default=False)
+
+
+class Agent(Table, tablename="agents"):
+    """An agent: template or direct form, its model, tools, policies and status."""
+
+    id = Varchar(length=64, primary_key=True)
+    tenant = Varchar(length=64, index=True)
+    name = Varchar(length=200)
+    template_id = Varchar(length=100, null=True)
+    model = Varchar(length=200)
+    config = JSON(default="{}")
+    status = Varchar(length=32, default="created")
+    created_by = Varchar(length=200)
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+
+
+class Deployment(Table, tablename="deployments"):
+    """One deployment of an agent (a row per deploy)."""
+
+    id = Varchar(length=64, primary_key=True)
+    tenant = Varchar(length=64, index=True)
+    agent_id = Varchar(length=64, index=True)
+    status = Varchar(length=32, default="active")
+    decision_id = Varchar(length=64)
+    created_at = Timestamptz()
+
+
+class Task(Table, tablename="tasks"):
+    """A unit of work submitted to an agent."""
+
+    id = Varchar(length=64, primary_key=True)
+    tenant = Varchar(length=64, index=True)
+    agent_id = Varchar(length=64, index=True)
+    input = JSON(default="{}")
+    intent = Varchar(length=64, null=True)
+    priority = Varchar(length=16, default="standard")
+    budget_usd = Float(default=0.02)
+    status = Varchar(length=32, default="queued")
+    created_at = Timestamptz()
+
+
+class Run(Table, tablename="runs"):
+    """One attempt at running a task."""
+
+    id = Varchar(length=64, primary_key=True)
+    tenant = Varchar(length=64, index=True)
+    task_id = Varchar(length=64, index=True)
+    status = Varchar(length=32, default="started")
+    attempt = Integer(default=1)
+    created_at = Timestamptz()
+
+
+class Artifact(Table, tablename="artifacts"):
+    """An output or registered artifact, content-addressed."""
+
+    id = Varchar(length=64, primary_key=True)
+    tenant = Varchar(length=64, index=True)
+    run_id = Varchar(length=64, null=True)
+    sha256 = Varchar(length=64)
+    uri = Text()
+    created_at = Timestamptz()
+
+
+class Model(Table, tablename="models"):
+    """A registered model and what its attestations established."""
+
+    id = Varchar(length=64, primary_key=True)
+    tenant = Varchar(length=64, index=True)
+    name = Varchar(length=200)
+    privacy = Varchar(length=16, default="allow-api")
+    registered = Boolean(default=True)
+    verified = Boolean(default=False)
+    admin_approval_required = Boolean(default=False)
+    attributes = JSON(default="{}")
+    created_at = Timestamptz()
+
+
+class Tool(Table, tablename="tools"):
+    """A tool an agent may be bound to."""
+
+    id = Varchar(length=64, primary_key=True)
+    tenant = Varchar(length=64, index=True)
+    name = Varchar(length=200)
+    category = Varchar(length=64, default="")
+    allowed = Boolean(default=True)
+    attributes = JSON(default="{}")
+
+
+class AgentToolBinding(Table, tablename="agent_tool_bindings"):
+    """A tool bound to an agent."""
+
+    id = Varchar(length=64, primary_key=True)
+    tenant = Varchar(length=64, index=True)
+    agent_id = Varchar(length=64, index=True)
+    tool_id = Varchar(length=64)
+    config = JSON(default="{}")
+    created_at = Timestamptz()
+
+
+class Bundle(Table, tablename="bundles"):
+    """One stored revision of a signed bundle (global bundles use tenant ``*``)."""
+
+    id = Varchar(length=64, primary_key=True)
+    tenant = Varchar(length=64, index=True)
+    name = Varchar(length=200)
+    revision = Varchar(length=200)
+    digest = Varchar(length=64)
+    status = Varchar(length=16, default="stored")
+    signed_by = Varchar(length=200)
+    archive = Text()
+    created_at = Timestamptz()
+
+
+class TrustedKey(Table, tablename="trusted_keys"):
+    """A public key a tenant trusts for bundle signatures."""
+
+    id = Varchar(length=200, primary_key=True)
+    tenant = Varchar(length=64, index=True)
+    key_id = Varchar(length=200)
+    algorithm = Varchar(length=16)
+    public_key = Text()
+    created_at = Timestamptz()
+
+
+class PolicyEnforcement(Table, tablename="policy_enforcements"):
+    """A bundle attached to an agent, with its enforcement mode."""
+
+    id = Varchar(length=64, primary_key=True)
+    tenant = Varchar(length=64, index=True)
+    agent_id = Varchar(length=64, index=True)
+    bundle = Varchar(length=200)
+    mode = Varchar(length=32, default="enforce")
+
+
+class Event(Table, tablename="events"):
+    """Something that happened to a tenant's objects."""
+
+    id = Varchar(length=64, primary_key=True)
+    tenant = Varchar(length=64, index=True)
+    kind = Varchar(length=64)
+    subject = Varchar(length=64)
+    payload = JSON(default="{}")
+    created_at = Timestamptz()
+
+
+class Decision(Table, tablename="decisions"):
+    """The append-only decision log, hash-chained per tenant (``seq`` from 1)."""
+
+    id = Varchar(length=64, primary_key=True)
+    tenant = Varchar(length=64, index=True)
+    seq = Integer(index=True)
+    created_at = Timestamptz()
+    action = Varchar(length=64, index=True)
+    principal_id = Varchar(length=200, index=True)
+    resource_type = Varchar(length=64)
+    resource_id = Varchar(length=200, index=True)
+    allowed = Boolean()
+    outcome = Varchar(length=32, index=True)
+    record = JSON()
+    prev_hash = Varchar(length=64)
+    hash = Varchar(length=64)
+
+
+class ChainHead(Table, tablename="chain_heads"):
+    """Per tenant: the last sequence number and hash, and a signed head for anchoring."""
+
+    tenant = Varchar(length=64, primary_key=True)
+    seq = Integer(default=0)
+    hash = Varchar(length=64, default="")
+    signed_seq = Integer(default=0)
+    signed_hash = Varchar(length=64, default="")
+    signature = Text(default="")
+
+
+class IdempotencyKey(Table, tablename="idempotency_keys"):
+    """The first response to a POST with an Idempotency-Key."""
+
+    id = Varchar(length=300, primary_key=True)
+    tenant = Varchar(length=64, index=True)
+    body_hash = Varchar(length=64)
+    status = Integer()
+    response = Text()
+    created_at = Timestamptz()
+
+
+ALL_TABLES: tuple[type[Table], ...] = (
+    Tenant,
+    User,
+    ApiKey,
+    Agent,
+    Deployment,
+    Task,
+    Run,
+    Artifact,
+    Model,
+    Tool,
+    AgentToolBinding,
+    Bundle,
+    TrustedKey,
+    PolicyEnforcement,
+    Event,
+    Decision,
+    ChainHead,
+    IdempotencyKey,
+)
+__all__ = [t.__name__ for t in ALL_TABLES] + ["ALL_TABLES"]

@@ -1,0 +1,168 @@
+"""The gate: every mutating request becomes a decision, recorded with the change it allows.
+
+``govern`` evaluates the request against the tenant's active policy set, then,
+in one transaction, appends the decision record and (only when allowed)
+applies the change. A deny is recorded too and then answered with 403
+``policy_denied``; a decision log that cannot be written fails the request and
+nothing changes ("no change without a decision, no decision without a record").
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import msgspec
+from piccolo.engine.base import Engine
+
+from engine import Decision, DecisionRequest, Mode, Outcome, Resource, apply_bundle_modes, decide
+from server.auth import Caller, utcnow
+from server.decisionlog import DecisionLog
+from server.errors import AppError, PolicyDeniedError, UnavailableError
+from server.masking import mask
+from server.policies import PolicyService
+
+T = TypeVar("T")
+
+
+@dataclass
+class Governed:
+    """The decision and, when it allowed the change, what the change returned."""
+
+    decision: Decision
+    value: Any = None
+
+    def summary(self) -> dict[str, Any]:
+        """What a response says about the decision that allowed it."""
+        return {
+            "decision_id": self.decision.decision_id,
+            "mode": self.decision.mode.value,
+            "warnings": [
+                {"policy": w.policy, "message": w.message} for w in self.decision.warnings
+            ],
+        }
+
+
+def decision_record(decision: Decision, request: DecisionRequest, trace_id: str) -> dict[str, Any]:
+    """What the decision log keeps of one decision (secrets masked)."""
+    doc = msgspec.to_builtins(request)
+    return {
+        "id": decision.decision_id,
+        "time": utcnow().isoformat(),
+        "principal": doc["principal"],
+        "action": request.action,
+        "resource": {k: doc["resource"][k] for k in ("type", "id", "tenant")},
+        "input": mask(doc),
+        "result": {
+            "allowed": decision.allowed,
+            "outcome": decision.outcome.value,
+            "mode": decision.mode.value,
+            "verdict_allowed": decision.verdict_allowed,
+            "reasons": msgspec.to_builtins(decision.reasons),
+            "warnings": msgspec.to_builtins(decision.warnings),
+            "obligations": decision.obligations,
+            "errors": msgspec.to_builtins(decision.errors),
+        },
+        "revisions": decision.revisions,
+        "engines": msgspec.to_builtins(decision.engines),
+        "duration_us": decision.duration_us,
+        "trace_id": trace_id,
+    }
+
+
+class Gate:
+    """Decide, record and apply, atomically."""
+
+    def __init__(
+        self, db: Engine[Any], policies: PolicyService, log: DecisionLog, time_limit_ms: float
+    ) -> None:
+        self._db = db
+        self.policies = policies
+        self._log = log
+        self._limit_us = time_limit_ms * 1000
+
+    async def evaluate(
+        self,
+        caller: Caller,
+        action: str,
+        resource: Resource,
+        context: dict[str, Any],
+        mode: Mode = Mode.ENFORCE,
+    ) -> tuple[Decision, DecisionRequest]:
+        """The decision for one request (nothing recorded yet)."""
+        request = DecisionRequest(
+            action=action, principal=caller.principal(), resource=resource, context=context
+        )
+        policy_set = await self.policies.active(caller.tenant)
+        decision = decide(
+            policy_set,
+            request,
+            now=utcnow(),
+            mode=mode,
+            decision_id=f"dec_{uuid.uuid4().hex}",
+            time_limit_us=self._limit_us,
+        )
+        return decision, request
+
+    async def shadow(self, caller: Caller, request: DecisionRequest) -> dict[str, Any] | None:
+        """What the tenant's shadow revisions would have decided (recorded, no effect)."""
+        policy_set = await self.policies.shadow(caller.tenant)
+        if policy_set is None:
+            return None
+        decision = decide(
+            policy_set, request, now=utcnow(), decision_id="shadow", time_limit_us=self._limit_us
+        )
+        return {
+            "allowed": decision.allowed,
+            "outcome": decision.outcome.value,
+            "revisions": decision.revisions,
+            "reasons": msgspec.to_builtins(decision.reasons),
+        }
+
+    async def govern(
+        self,
+        caller: Caller,
+        action: str,
+        resource: Resource,
+        context: dict[str, Any],
+        apply: Callable[[Decision], Awaitable[T]] | None = None,
+        *,
+        mode: Mode = Mode.ENFORCE,
+        modes: Mapping[str, Mode] | None = None,
+        trace_id: str = "",
+    ) -> Governed:
+        """Decide ``action``; record it; run ``apply`` in the same transaction if allowed."""
+        decision, request = await self.evaluate(caller, action, resource, context, mode)
+        if modes:
+            decision = apply_bundle_modes(decision, modes)
+        record = decision_record(decision, request, trace_id)
+        shadow = await self.shadow(caller, request)
+        if shadow is not None:
+            record["shadow"] = shadow
+        value: Any = None
+        try:
+            async with self._log.transaction():
+                await self._log.append(caller.tenant, record)
+                if decision.outcome is Outcome.ALLOW and apply is not None:
+                    value = await apply(decision)
+        except AppError:
+            raise
+        except Exception as exc:  # the record or the change failed: nothing was committed
+            raise UnavailableError(
+                f"the decision could not be recorded, nothing changed ({type(exc).__name__})"
+            ) from exc
+        if decision.outcome is not Outcome.ALLOW:
+            raise PolicyDeniedError(
+                f"`{action}` denied by policy"
+                if decision.outcome is Outcome.DENY
+                else f"`{action}` needs approval",
+                decision_id=decision.decision_id,
+                outcome=decision.outcome.value,
+                reasons=[
+                    {"policy": r.policy, "message": r.message, "engine": r.engine}
+                    for r in decision.reasons
+                ],
+            )
+        return Governed(decision, value)

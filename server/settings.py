@@ -1,0 +1,87 @@
+"""One settings object, built once from the environment (``AION_*``) and passed down.
+
+No module reads the environment on its own; the CLI (the composition root)
+calls :meth:`Settings.from_env` and hands the result to whatever needs it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Server settings. Every field can be set as ``AION_<FIELD>`` (upper case)."""
+
+    data_dir: Path = Path(".aion")
+    """Embedded default state: SQLite file, keys, built bundles."""
+    database_url: str = ""
+    """``postgresql://user:pass@host:port/db`` for PostgreSQL; empty for SQLite in ``data_dir``."""
+    redis_url: str = ""
+    """``redis://...`` to share rate-limit state between workers; empty for in-process."""
+    host: str = "127.0.0.1"
+    """Address ``aion serve`` binds."""
+    port: int = 8080
+    """Port ``aion serve`` binds."""
+    workers: int = 1
+    """Server worker processes."""
+    jwt_issuer: str = "aion"
+    """Expected ``iss`` of bearer tokens."""
+    jwt_audience: str = "aion-api"
+    """Expected ``aud`` of bearer tokens."""
+    jwt_algorithm: str = "HS256"
+    """HS256 (embedded default, secret in ``data_dir``), RS256 or ES256 with ``jwt_public_key``."""
+    jwt_public_key: str = ""
+    """PEM public key of an external identity provider (RS256/ES256)."""
+    jwks_url: str = ""
+    """JWKS endpoint of an external identity provider."""
+    rate_limit_per_minute: int = 1000
+    """Default per-tenant requests per minute (token bucket refill)."""
+    rate_limit_burst: int = 200
+    """Default per-tenant burst (bucket size)."""
+    max_body_bytes: int = 1024 * 1024
+    """Largest accepted request body; larger is 413."""
+    decision_time_limit_ms: float = 50.0
+    """Evaluation time after which a decision is denied."""
+    latentbox_enabled: bool = False
+    """Serve the LatentBox tool discovery endpoints."""
+    policies_dir: Path = field(
+        default_factory=lambda: Path(__file__).resolve().parent.parent / "policies"
+    )
+    """Source of the shipped bundles built and activated by the embedded default."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``AION_*`` variables, then explicit overrides (CLI flags)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"AION_{f.name.upper()}")
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _convert(f.type, raw)
+        settings = cls(**values)
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return replace(settings, **given) if given else settings
+
+    @property
+    def sqlite(self) -> bool:
+        """Whether the embedded SQLite database is used."""
+        return not self.database_url.startswith(("postgres://", "postgresql://"))
+
+
+def _convert(kind: Any, raw: str) -> Any:
+    name = kind if isinstance(kind, str) else getattr(kind, "__name__", "")
+    if name == "int":
+        return int(raw)
+    if name == "float":
+        return float(raw)
+    if name == "bool":
+        return raw.lower() in ("1", "true", "yes", "on")
+    if name == "Path":
+        return Path(raw)
+    return raw
