@@ -158,7 +158,9 @@ def decide(
     )
 
 
-def apply_bundle_modes(decision: Decision, modes: Mapping[str, Mode]) -> Decision:
+def apply_bundle_modes(
+    decision: Decision, modes: Mapping[str, Mode], *, approved: bool = False
+) -> Decision:
     """Apply per-bundle enforcement modes (an agent's attached policies) to a decision.
 
     A deny reason blocks when its bundle is in ``enforce`` mode (the default,
@@ -166,7 +168,9 @@ def apply_bundle_modes(decision: Decision, modes: Mapping[str, Mode]) -> Decisio
     default deny). When every deny reason comes from bundles in other modes:
     ``require_approval`` parks the request; otherwise ``warn`` lets it through
     with the reasons as warnings and ``audit`` lets it through with the reasons
-    recorded. Evaluation errors always deny.
+    recorded. With ``approved`` (a human approved the parked request), the
+    ``require_approval`` reasons are satisfied and recorded. Evaluation errors
+    always deny.
     """
     if decision.verdict_allowed or decision.errors or not modes:
         return decision
@@ -175,6 +179,10 @@ def apply_bundle_modes(decision: Decision, modes: Mapping[str, Mode]) -> Decisio
     }
     if not applied or Mode.ENFORCE in applied:
         return decision
+    if Mode.REQUIRE_APPROVAL in applied and approved:
+        return msgspec.structs.replace(
+            decision, allowed=True, outcome=Outcome.ALLOW, mode=Mode.REQUIRE_APPROVAL
+        )
     if Mode.REQUIRE_APPROVAL in applied:
         return msgspec.structs.replace(
             decision, allowed=False, outcome=Outcome.PENDING_APPROVAL, mode=Mode.REQUIRE_APPROVAL

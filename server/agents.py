@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import msgspec
+
 from engine import Decision, Mode, Resource
 from server.auth import Caller, utcnow
 from server.catalog import Catalog
@@ -18,7 +20,7 @@ from server.db.tables import (
     Tool,
 )
 from server.errors import InvalidInputError, NotFoundError
-from server.gate import Gate
+from server.gate import Gate, Parked
 from server.masking import mask
 from server.schemas import AgentCreate, AgentUpdate
 
@@ -282,7 +284,9 @@ class AgentService:
             "policy_ids": [p["bundle"] for p in policies],
         }
 
-    async def deploy(self, caller: Caller, agent_id: str, trace_id: str) -> dict[str, Any]:
+    async def deploy(
+        self, caller: Caller, agent_id: str, trace_id: str, approval: str | None = None
+    ) -> dict[str, Any]:
         """Gate `agent.deploy` (active bundle, registered verified model, allowed tools, role)."""
         row = await self.row(caller, agent_id)
         resource = Resource(
@@ -321,12 +325,14 @@ class AgentService:
             context,
             store,
             modes=await self.modes(caller, agent_id),
+            park=Parked("agent.deploy", {"agent_id": agent_id}),
+            approval=approval,
             trace_id=trace_id,
         )
         return {**await self.get(caller, agent_id), **governed.summary()}
 
     async def disable(
-        self, caller: Caller, agent_id: str, reason: str, trace_id: str
+        self, caller: Caller, agent_id: str, reason: str, trace_id: str, approval: str | None = None
     ) -> dict[str, Any]:
         """Gate `agent.disable`; a disabled agent takes no new tasks."""
         row = await self.row(caller, agent_id)
@@ -356,12 +362,19 @@ class AgentService:
             context,
             store,
             modes=await self.modes(caller, agent_id),
+            park=Parked("agent.disable", {"agent_id": agent_id, "reason": reason}),
+            approval=approval,
             trace_id=trace_id,
         )
         return {**await self.get(caller, agent_id), **governed.summary()}
 
     async def update(
-        self, caller: Caller, agent_id: str, body: AgentUpdate, trace_id: str
+        self,
+        caller: Caller,
+        agent_id: str,
+        body: AgentUpdate,
+        trace_id: str,
+        approval: str | None = None,
     ) -> dict[str, Any]:
         """Gate `agent.update` with the changes; store them if allowed."""
         row = await self.row(caller, agent_id)
@@ -446,6 +459,10 @@ class AgentService:
             context,
             store,
             modes=await self.modes(caller, agent_id),
+            park=Parked(
+                "agent.update", {"agent_id": agent_id, "changes": msgspec.to_builtins(body)}
+            ),
+            approval=approval,
             trace_id=trace_id,
         )
         return {**await self.get(caller, agent_id), **governed.summary()}

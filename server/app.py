@@ -12,6 +12,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig
 
 from server.api.agents import AgentController
+from server.api.approvals import ApprovalController
 from server.api.bundles import BundleController
 from server.api.catalog import CatalogController
 from server.api.decisions import DecisionController
@@ -68,6 +69,7 @@ def _routes() -> list[Any]:
         AgentController,
         ToolController,
         BundleController,
+        ApprovalController,
         DecisionController,
     ]
 

@@ -9,7 +9,7 @@ from server.agents import AgentService, new_id
 from server.auth import Caller, utcnow
 from server.db.tables import AgentToolBinding, Bundle, PolicyEnforcement, Tool
 from server.errors import ConflictError, NotFoundError
-from server.gate import Gate
+from server.gate import Gate, Parked
 from server.policies import GLOBAL_TENANT
 
 
@@ -35,7 +35,13 @@ class BindingService:
         return {"id": agent_id, "tenant": caller.tenant, "status": row["status"]}
 
     async def bind(
-        self, caller: Caller, agent_id: str, tool_id: str, config: dict[str, Any], trace: str
+        self,
+        caller: Caller,
+        agent_id: str,
+        tool_id: str,
+        config: dict[str, Any],
+        trace: str,
+        approval: str | None = None,
     ) -> dict[str, Any]:
         """Gate `tool.bind`, then bind."""
         agent = await self._agent_context(caller, agent_id)
@@ -77,6 +83,8 @@ class BindingService:
             context,
             store,
             modes=await self._agents.modes(caller, agent_id),
+            park=Parked("tool.bind", {"agent_id": agent_id, "tool_id": tool_id, "config": config}),
+            approval=approval,
             trace_id=trace,
         )
         return {
@@ -85,7 +93,7 @@ class BindingService:
         }
 
     async def unbind(
-        self, caller: Caller, agent_id: str, tool_id: str, trace: str
+        self, caller: Caller, agent_id: str, tool_id: str, trace: str, approval: str | None = None
     ) -> dict[str, Any]:
         """Gate `tool.unbind`, then unbind."""
         agent = await self._agent_context(caller, agent_id)
@@ -108,6 +116,8 @@ class BindingService:
             {"agent": agent},
             store,
             modes=await self._agents.modes(caller, agent_id),
+            park=Parked("tool.unbind", {"agent_id": agent_id, "tool_id": tool_id}),
+            approval=approval,
             trace_id=trace,
         )
         return {

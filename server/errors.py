@@ -79,5 +79,11 @@ class RateLimitedError(AppError):
         return {"Retry-After": str(self.retry_after)}
 
 
+class ApprovalPendingError(AppError):
+    """Not an error for the client: the request is parked (202) until approved."""
+
+    status, code = 202, "pending_approval"
+
+
 class UnavailableError(AppError):
     status, code = 503, "unavailable"

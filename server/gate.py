@@ -19,12 +19,42 @@ from piccolo.engine.base import Engine
 
 from engine import Decision, DecisionRequest, Mode, Outcome, Resource, apply_bundle_modes, decide
 from server.auth import Caller, utcnow
+from server.db.tables import Approval
 from server.decisionlog import DecisionLog
-from server.errors import AppError, PolicyDeniedError, UnavailableError
+from server.errors import AppError, ApprovalPendingError, PolicyDeniedError, UnavailableError
 from server.masking import mask
 from server.policies import PolicyService
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Parked:
+    """How to park a request a ``require_approval`` policy holds: the operation and its arguments."""
+
+    operation: str
+    payload: dict[str, Any]
+
+    async def store(self, caller: Caller, decision_id: str) -> str:
+        """Write the approval row (inside the decision's transaction); its id."""
+        approval_id = f"apr_{uuid.uuid4().hex[:20]}"
+        await Approval.insert(
+            Approval(
+                id=approval_id,
+                tenant=caller.tenant,
+                decision_id=decision_id,
+                operation=self.operation,
+                payload=self.payload,
+                status="pending",
+                created_at=utcnow(),
+                requested_by={
+                    "subject": caller.subject,
+                    "roles": sorted(caller.roles),
+                    "kind": caller.kind,
+                },
+            )
+        )
+        return approval_id
 
 
 @dataclass
@@ -131,28 +161,46 @@ class Gate:
         *,
         mode: Mode = Mode.ENFORCE,
         modes: Mapping[str, Mode] | None = None,
+        park: Parked | None = None,
+        approval: str | None = None,
         trace_id: str = "",
     ) -> Governed:
         """Decide ``action``; record it; run ``apply`` in the same transaction if allowed."""
         decision, request = await self.evaluate(caller, action, resource, context, mode)
         if modes:
-            decision = apply_bundle_modes(decision, modes)
+            decision = apply_bundle_modes(decision, modes, approved=approval is not None)
         record = decision_record(decision, request, trace_id)
+        if approval is not None:
+            record["approval"] = approval
         shadow = await self.shadow(caller, request)
         if shadow is not None:
             record["shadow"] = shadow
         value: Any = None
+        approval_id = ""
         try:
             async with self._log.transaction():
                 await self._log.append(caller.tenant, record)
                 if decision.outcome is Outcome.ALLOW and apply is not None:
                     value = await apply(decision)
+                elif decision.outcome is Outcome.PENDING_APPROVAL and park is not None:
+                    approval_id = await park.store(caller, decision.decision_id)
         except AppError:
             raise
         except Exception as exc:  # the record or the change failed: nothing was committed
             raise UnavailableError(
                 f"the decision could not be recorded, nothing changed ({type(exc).__name__})"
             ) from exc
+        reasons = [
+            {"policy": r.policy, "message": r.message, "engine": r.engine} for r in decision.reasons
+        ]
+        if decision.outcome is Outcome.PENDING_APPROVAL and park is not None:
+            raise ApprovalPendingError(
+                f"`{action}` is parked until an admin or security user approves it",
+                approval_id=approval_id,
+                decision_id=decision.decision_id,
+                status="pending_approval",
+                reasons=reasons,
+            )
         if decision.outcome is not Outcome.ALLOW:
             raise PolicyDeniedError(
                 f"`{action}` denied by policy"
@@ -160,9 +208,6 @@ class Gate:
                 else f"`{action}` needs approval",
                 decision_id=decision.decision_id,
                 outcome=decision.outcome.value,
-                reasons=[
-                    {"policy": r.policy, "message": r.message, "engine": r.engine}
-                    for r in decision.reasons
-                ],
+                reasons=reasons,
             )
         return Governed(decision, value)

@@ -96,3 +96,9 @@ class ImpactIn(Body):
 
     revision: str
     limit: int = 1000
+
+
+class ApprovalIn(Body):
+    """`POST /approvals/{id}`."""
+
+    decision: Literal["approve", "reject"]

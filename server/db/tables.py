@@ -223,6 +223,21 @@ class ChainHead(Table, tablename="chain_heads"):
     signature = Text(default="")
 
 
+class Approval(Table, tablename="approvals"):
+    """A request parked by a ``require_approval`` policy until an admin or security user decides."""
+
+    id = Varchar(length=64, primary_key=True)
+    tenant = Varchar(length=64, index=True)
+    decision_id = Varchar(length=64)
+    operation = Varchar(length=64)
+    payload = JSON(default="{}")
+    requested_by = JSON(default="{}")
+    status = Varchar(length=16, default="pending", index=True)
+    decided_by = Varchar(length=200, default="")
+    created_at = Timestamptz()
+    decided_at = Timestamptz(null=True, default=None)
+
+
 class IdempotencyKey(Table, tablename="idempotency_keys"):
     """The first response to a POST with an Idempotency-Key."""
 
@@ -252,6 +267,7 @@ ALL_TABLES: tuple[type[Table], ...] = (
     Event,
     Decision,
     ChainHead,
+    Approval,
     IdempotencyKey,
 )
 __all__ = [t.__name__ for t in ALL_TABLES] + ["ALL_TABLES"]

@@ -53,3 +53,10 @@ def test_reasons_without_bundle_block() -> None:
     verdict = EngineVerdict("cedar", participated=True, permitted=False)
     decision = combine([verdict], action="agent.deploy", decision_id="d", revisions={})
     assert apply_bundle_modes(decision, {"a": Mode.AUDIT}).allowed is False
+
+
+def test_approval_satisfies_require_approval_only() -> None:
+    approved = apply_bundle_modes(_denied("a"), {"a": Mode.REQUIRE_APPROVAL}, approved=True)
+    assert (approved.allowed, approved.mode) == (True, Mode.REQUIRE_APPROVAL)
+    still = apply_bundle_modes(_denied("a", "b"), {"a": Mode.REQUIRE_APPROVAL}, approved=True)
+    assert still.allowed is False, "an approval does not override an enforcing bundle"

@@ -1,0 +1,126 @@
+"""Approvals: requests a ``require_approval`` policy parked, decided by an admin or security user.
+
+Approving runs the parked operation again as the original requester, with the
+approval on record: the decision is evaluated anew (state may have changed),
+the ``require_approval`` reasons count as satisfied, and any enforcing deny
+still wins. Both the approval and the new decision are recorded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from server.agents import AgentService
+from server.auth import Caller, utcnow
+from server.bindings import BindingService
+from server.db.tables import Approval
+from server.errors import ConflictError, NotFoundError
+from server.schemas import AgentUpdate
+
+
+def _view(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "decision_id": row["decision_id"],
+        "operation": row["operation"],
+        "payload": row["payload"],
+        "requested_by": row["requested_by"],
+        "status": row["status"],
+        "decided_by": row["decided_by"] or None,
+        "created_at": row["created_at"].isoformat(),
+    }
+
+
+class ApprovalService:
+    """Parked requests of one tenant."""
+
+    def __init__(self, agents: AgentService, bindings: BindingService) -> None:
+        self._agents = agents
+        self._bindings = bindings
+
+    async def list(self, caller: Caller, status: str | None) -> dict[str, Any]:
+        """The tenant's approvals, newest first."""
+        query = (
+            Approval.select()
+            .where(Approval.tenant == caller.tenant)
+            .order_by(Approval.created_at, ascending=False)
+        )
+        if status:
+            query = query.where(Approval.status == status)
+        return {"items": [_view(r) for r in await query.output(load_json=True)]}
+
+    async def _pending(self, caller: Caller, approval_id: str) -> dict[str, Any]:
+        row = (
+            await Approval.select()
+            .where((Approval.id == approval_id) & (Approval.tenant == caller.tenant))
+            .output(load_json=True)
+            .first()
+        )
+        if row is None:
+            raise NotFoundError(f"no approval `{approval_id}`")
+        if row["status"] != "pending":
+            raise ConflictError(f"approval `{approval_id}` is already {row['status']}")
+        return dict(row)
+
+    async def _run(self, requester: Caller, row: dict[str, Any], trace: str) -> dict[str, Any]:
+        op, args, approval = row["operation"], row["payload"], row["id"]
+        if op == "agent.deploy":
+            return await self._agents.deploy(requester, args["agent_id"], trace, approval=approval)
+        if op == "agent.disable":
+            return await self._agents.disable(
+                requester, args["agent_id"], args.get("reason", ""), trace, approval=approval
+            )
+        if op == "agent.update":
+            body = msgspec.convert(args["changes"], AgentUpdate)
+            return await self._agents.update(
+                requester, args["agent_id"], body, trace, approval=approval
+            )
+        if op == "tool.bind":
+            return await self._bindings.bind(
+                requester,
+                args["agent_id"],
+                args["tool_id"],
+                args.get("config", {}),
+                trace,
+                approval=approval,
+            )
+        if op == "tool.unbind":
+            return await self._bindings.unbind(
+                requester, args["agent_id"], args["tool_id"], trace, approval=approval
+            )
+        raise ConflictError(
+            f"approval `{approval}` holds an operation this server cannot run: `{op}`"
+        )
+
+    async def decide(
+        self, caller: Caller, approval_id: str, approve: bool, trace: str
+    ) -> dict[str, Any]:
+        """Approve (run the parked operation) or reject a pending approval."""
+        row = await self._pending(caller, approval_id)
+        status = "approved" if approve else "rejected"
+        claimed = (
+            await Approval.update(
+                {
+                    Approval.status: status,
+                    Approval.decided_by: caller.subject,
+                    Approval.decided_at: utcnow(),
+                }
+            )
+            .where((Approval.id == approval_id) & (Approval.status == "pending"))
+            .returning(Approval.id)
+        )
+        if not claimed:
+            raise ConflictError(f"approval `{approval_id}` was decided by someone else")
+        result: dict[str, Any] | None = None
+        if approve:
+            who = row["requested_by"]
+            requester = Caller(
+                who["subject"], caller.tenant, frozenset(who["roles"]), who.get("kind", "user")
+            )
+            result = await self._run(requester, row, trace)
+        return {
+            "approval": _view({**row, "status": status, "decided_by": caller.subject}),
+            "result": result,
+        }
