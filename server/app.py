@@ -20,6 +20,7 @@ from server.api.deps import caller
 from server.api.health import health, ready
 from server.api.tools import ToolController
 from server.errors import AppError
+from server.idempotency import idempotency_middleware
 from server.state import Services
 
 log = logging.getLogger("aion.server")
@@ -82,6 +83,7 @@ def create_app(services: Services) -> Litestar:
             Router(path="/api", route_handlers=_routes(), include_in_schema=False),
         ],
         dependencies={"caller": Provide(caller)},
+        middleware=[idempotency_middleware(services)],
         exception_handlers={
             AppError: _app_error,
             ValidationException: _validation,

@@ -17,7 +17,8 @@ def services(state: State) -> Services:
     return found
 
 
-async def _from_api_key(key: str) -> Caller:
+async def api_key_caller(key: str) -> Caller:
+    """The service caller of an API key, or 401."""
     live = (ApiKey.key_hash == hash_api_key(key)) & ApiKey.revoked.eq(False)
     row = await ApiKey.select().where(live).output(load_json=True).first()
     if row is None:
@@ -31,7 +32,7 @@ async def caller(request: Request[object, object, State], state: State) -> Calle
     header = request.headers.get("authorization", "")
     api_key = request.headers.get("x-api-key", "")
     if api_key:
-        who = await _from_api_key(api_key)
+        who = await api_key_caller(api_key)
     elif header.lower().startswith("bearer "):
         who = svc.tokens.verify(header[7:].strip(), utcnow())
     else:

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# `make run`: the shipped bundles are built and signed (scripts/build-bundles.sh);
-# this evaluates the tour's requests against the signed archives, the way a
-# client's request will be gated. The REST server (`aion serve`) is built in
-# the server issue; until then this is the end-to-end path a user can run.
+# `make examples`: the shipped bundles are built and signed (scripts/build-bundles.sh);
+# this evaluates the example requests in docs/examples against the signed
+# archives with `aion policy eval`, the way the server gates a request.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 AION=.venv/bin/aion
