@@ -18,6 +18,7 @@ from server.api.catalog import CatalogController
 from server.api.decisions import DecisionController
 from server.api.deps import caller
 from server.api.health import health, ready
+from server.api.latentbox import LatentBoxController
 from server.api.tools import ToolController
 from server.errors import AppError
 from server.idempotency import idempotency_middleware
@@ -71,6 +72,7 @@ def _routes() -> list[Any]:
         ToolController,
         BundleController,
         ApprovalController,
+        LatentBoxController,
         DecisionController,
     ]
 
