@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+import redis.asyncio as redis
+
 from server.errors import RateLimitedError
 
 
@@ -69,3 +71,46 @@ class RateLimiter:
             raise RateLimitedError(
                 f"tenant `{tenant}` is over its rate limit", retry_after=max(1, math.ceil(wait))
             )
+
+
+# Token bucket in one atomic step: refill by elapsed time, take one token if there is one.
+_TAKE = """
+local now = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local burst = tonumber(ARGV[3])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'stamp')
+local tokens = tonumber(state[1]) or burst
+local stamp = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - stamp) * rate)
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+else
+  wait = (1 - tokens) / rate
+end
+redis.call('HSET', KEYS[1], 'tokens', tokens, 'stamp', now)
+redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 60)
+return tostring(wait)
+"""
+
+
+class RedisBucketStore:
+    """Buckets in Redis, shared by every worker (``AION_REDIS_URL``).
+
+    The refill time comes from Redis' own clock (``TIME``), so workers with
+    drifting clocks still agree.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._redis = redis.from_url(url)
+        self._take = self._redis.register_script(_TAKE)
+
+    async def take(self, key: str, per_minute: int, burst: int) -> float:
+        seconds, micros = await self._redis.time()
+        now = float(seconds) + float(micros) / 1e6
+        wait = await self._take(keys=[key], args=[now, per_minute / 60.0, burst])
+        return float(wait)
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._redis.aclose()
