@@ -132,8 +132,8 @@ class AgentService:
 
     async def allowed_tools(self, tenant: str) -> list[str]:
         """The tools the tenant allows."""
-        rows = await Tool.select(Tool.id).where((Tool.tenant == tenant) & Tool.allowed.eq(True))
-        return sorted(r["id"] for r in rows)
+        rows = await Tool.select(Tool.name).where((Tool.tenant == tenant) & Tool.allowed.eq(True))
+        return sorted(r["name"] for r in rows)
 
     async def _check_refs(
         self, caller: Caller, model: str | None, tools: list[str], policies: list[str]
@@ -145,10 +145,10 @@ class AgentService:
             if not found:
                 raise NotFoundError(f"unknown model `{model}`")
         if tools:
-            rows = await Tool.select(Tool.id).where(
-                (Tool.tenant == caller.tenant) & Tool.id.is_in(tools)
+            rows = await Tool.select(Tool.name).where(
+                (Tool.tenant == caller.tenant) & Tool.name.is_in(tools)
             )
-            missing = sorted(set(tools) - {r["id"] for r in rows})
+            missing = sorted(set(tools) - {r["name"] for r in rows})
             if missing:
                 raise NotFoundError(f"unknown tool(s) {', '.join(f'`{t}`' for t in missing)}")
         if policies:

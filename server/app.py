@@ -98,6 +98,13 @@ def create_app(services: Services) -> Litestar:
         ),
         debug=False,
     )
+
+    async def close_database() -> None:
+        close = getattr(services.db, "close", None)
+        if close is not None:
+            await close()
+
+    config.on_shutdown.append(close_database)
     app = Litestar.from_config(config)
     app.state["services"] = services
     return app

@@ -28,7 +28,11 @@ class BindingService:
             .order_by(Tool.id)
             .output(load_json=True)
         )
-        return {"items": [{k: v for k, v in r.items() if k != "tenant"} for r in rows]}
+        return {
+            "items": [
+                {**{k: v for k, v in r.items() if k != "tenant"}, "id": r["name"]} for r in rows
+            ]
+        }
 
     async def _agent_context(self, caller: Caller, agent_id: str) -> dict[str, Any]:
         row = await self._agents.row(caller, agent_id)
@@ -46,7 +50,9 @@ class BindingService:
         """Gate `tool.bind`, then bind."""
         agent = await self._agent_context(caller, agent_id)
         tool = (
-            await Tool.select().where((Tool.tenant == caller.tenant) & (Tool.id == tool_id)).first()
+            await Tool.select()
+            .where((Tool.tenant == caller.tenant) & (Tool.name == tool_id))
+            .first()
         )
         if tool is None:
             raise NotFoundError(f"unknown tool `{tool_id}`")

@@ -29,6 +29,7 @@ from server.policies import GLOBAL_TENANT, PolicyService
 from server.ratelimit import MemoryBucketStore, RateLimiter
 from server.settings import Settings
 from server.state import Services
+from server.tenants import TenantDirectory
 
 DEFAULT_TENANT = "default"
 BUNDLE_KEY_ID = "aion-embedded"
@@ -121,6 +122,11 @@ def ensure_keys(data_dir: Path) -> Keys:
         .decode()
     )
     (data_dir / "bundle-signing.pub").write_text(public)
+    (data_dir / "chain-signing.pub").write_bytes(
+        chain_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
     return Keys(jwt_path.read_bytes().strip(), bundle_path.read_text(), public, chain_key)
 
 
@@ -164,8 +170,11 @@ async def ensure_tenant(name: str) -> tuple[str, bool]:
     now = utcnow()
     await Tenant.insert(Tenant(id=tid, name=name, settings={}, created_at=now))
     for tool in SEED_TOOLS:
+        # Tool ids are unique across tenants; the API names a tool by its `name`.
         await Tool.insert(
-            Tool(id=tool, tenant=tid, name=tool, category="", allowed=True, attributes={})
+            Tool(
+                id=f"{tid}:{tool}", tenant=tid, name=tool, category="", allowed=True, attributes={}
+            )
         )
     for model, privacy, approval in SEED_MODELS:
         await Model.insert(
@@ -252,5 +261,6 @@ def services(settings: Settings, keys: Keys) -> Services:
         limiter=RateLimiter(
             MemoryBucketStore(), settings.rate_limit_per_minute, settings.rate_limit_burst
         ),
+        tenants=TenantDirectory(),
         data_dir=settings.data_dir,
     )

@@ -213,4 +213,5 @@ class BundleService:
         governed = await self._gate.govern(
             caller, "bundle.activate", resource, context, store, trace_id=trace
         )
+        self._policies.invalidate(caller.tenant)
         return {**await self.get(caller, name), **governed.summary()}

@@ -10,6 +10,7 @@ evaluated beside the active set, recorded, and has no effect.
 from __future__ import annotations
 
 import base64
+import time
 from typing import Any
 
 from engine import PolicySet, PolicySetCache
@@ -27,11 +28,34 @@ def bundle_from_row(name: str, archive_b64: str) -> Bundle:
 class PolicyService:
     """Loads and compiles active (and shadow) bundles per tenant."""
 
-    def __init__(self, cache: PolicySetCache | None = None) -> None:
+    def __init__(self, cache: PolicySetCache | None = None, ttl_seconds: float = 1.0) -> None:
         self._cache = cache or PolicySetCache()
         self._bundles: dict[str, Bundle] = {}
+        self._ttl = ttl_seconds
+        self._rows_cache: dict[tuple[str, str], tuple[float, list[dict[str, Any]]]] = {}
+
+    def invalidate(self, tenant: str) -> None:
+        """Forget what this process knows of a tenant's bundle rows (after an activation)."""
+        for status in ("active", "shadow"):
+            self._rows_cache.pop((tenant, status), None)
+        if tenant == GLOBAL_TENANT:
+            self._rows_cache.clear()
 
     async def _rows(self, tenant: str, status: str) -> list[dict[str, Any]]:
+        """Bundle rows by status, read at most once per ``ttl_seconds`` per process.
+
+        Another worker's activation is seen within ``ttl_seconds``; this
+        process's own activations are seen at once (:meth:`invalidate`).
+        """
+        cached = self._rows_cache.get((tenant, status))
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < self._ttl:
+            return cached[1]
+        rows = await self._load_rows(tenant, status)
+        self._rows_cache[(tenant, status)] = (now, rows)
+        return rows
+
+    async def _load_rows(self, tenant: str, status: str) -> list[dict[str, Any]]:
         rows = await (
             BundleRow.select(BundleRow.id, BundleRow.name, BundleRow.revision, BundleRow.tenant)
             .where((BundleRow.status == status) & BundleRow.tenant.is_in([tenant, GLOBAL_TENANT]))

@@ -15,6 +15,7 @@ from server.gate import Gate
 from server.policies import PolicyService
 from server.ratelimit import RateLimiter
 from server.settings import Settings
+from server.tenants import TenantDirectory
 
 
 @dataclass
@@ -29,4 +30,5 @@ class Services:
     log: DecisionLog
     gate: Gate
     limiter: RateLimiter
+    tenants: TenantDirectory
     data_dir: Path

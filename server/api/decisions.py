@@ -17,7 +17,7 @@ from server.api.agents import trace_id
 from server.api.deps import services
 from server.auth import Caller
 from server.decisionlog import InvalidCursorError, StoredDecision
-from server.errors import InvalidInputError, NotFoundError
+from server.errors import InvalidInputError, NotFoundError, UnavailableError
 from server.gate import decision_record
 from server.schemas import DecideBatchIn, DecideIn
 
@@ -57,8 +57,13 @@ async def _decide(state: State, caller: Caller, item: DecideIn, trace: str) -> d
     shadow = await svc.gate.shadow(caller, request)
     if shadow is not None:
         record["shadow"] = shadow
-    async with svc.log.transaction():
-        await svc.log.append(caller.tenant, record)
+    try:
+        async with svc.log.transaction():
+            await svc.log.append(caller.tenant, record)
+    except Exception as exc:  # no decision without a record: refuse rather than answer
+        raise UnavailableError(
+            f"the decision could not be recorded ({type(exc).__name__})"
+        ) from exc
     out: dict[str, Any] = msgspec.to_builtins(decision)
     return out
 

@@ -6,7 +6,7 @@ from litestar import Request
 from litestar.datastructures import State
 
 from server.auth import Caller, hash_api_key, utcnow
-from server.db.tables import ApiKey, Tenant
+from server.db.tables import ApiKey
 from server.errors import UnauthorizedError
 from server.state import Services
 
@@ -39,15 +39,7 @@ async def caller(request: Request[object, object, State], state: State) -> Calle
         raise UnauthorizedError(
             "missing credential: send `Authorization: Bearer <token>` or `X-API-Key`"
         )
-    tenant = (
-        await Tenant.select(Tenant.settings)
-        .where(Tenant.id == who.tenant)
-        .output(load_json=True)
-        .first()
-    )
-    if tenant is None:
-        raise UnauthorizedError(f"tenant `{who.tenant}` does not exist")
-    limits = tenant["settings"] or {}
+    limits = await svc.tenants.limits(who.tenant)
     await svc.limiter.check(
         who.tenant, limits.get("rate_limit_per_minute"), limits.get("rate_limit_burst")
     )
