@@ -26,7 +26,7 @@ from server.db.tables import Bundle, Model, Tenant, Tool, TrustedKey
 from server.decisionlog import PiccoloDecisionLog
 from server.gate import Gate
 from server.policies import GLOBAL_TENANT, PolicyService
-from server.ratelimit import MemoryBucketStore, RateLimiter
+from server.ratelimit import MemoryBucketStore, RateLimiter, RedisBucketStore
 from server.settings import Settings
 from server.state import Services
 from server.tenants import TenantDirectory
@@ -257,9 +257,11 @@ def services(settings: Settings, keys: Keys) -> Services:
         catalog=Catalog(),
         policies=policies,
         log=log,
-        gate=Gate(db, policies, log, settings.decision_time_limit_ms),
+        gate=Gate(db, policies, log, settings.decision_time_limit_ms, keys.chain_private),
         limiter=RateLimiter(
-            MemoryBucketStore(), settings.rate_limit_per_minute, settings.rate_limit_burst
+            RedisBucketStore(settings.redis_url) if settings.redis_url else MemoryBucketStore(),
+            settings.rate_limit_per_minute,
+            settings.rate_limit_burst,
         ),
         tenants=TenantDirectory(),
         data_dir=settings.data_dir,

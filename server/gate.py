@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import msgspec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from piccolo.engine.base import Engine
 
 from engine import Decision, DecisionRequest, Mode, Outcome, Resource, apply_bundle_modes, decide
@@ -106,8 +107,14 @@ class Gate:
     """Decide, record and apply, atomically."""
 
     def __init__(
-        self, db: Engine[Any], policies: PolicyService, log: DecisionLog, time_limit_ms: float
+        self,
+        db: Engine[Any],
+        policies: PolicyService,
+        log: DecisionLog,
+        time_limit_ms: float,
+        chain_key: Ed25519PrivateKey | None = None,
     ) -> None:
+        self._chain_key = chain_key
         self._db = db
         self.policies = policies
         self._log = log
@@ -135,6 +142,12 @@ class Gate:
             time_limit_us=self._limit_us,
         )
         return decision, request
+
+    async def record(self, tenant: str, record: dict[str, Any]) -> None:
+        """Append a decision record and sign the new chain head, in the caller's transaction."""
+        await self._log.append(tenant, record)
+        if self._chain_key is not None:
+            await self._log.sign_head(tenant, self._chain_key)
 
     async def shadow(self, caller: Caller, request: DecisionRequest) -> dict[str, Any] | None:
         """What the tenant's shadow revisions would have decided (recorded, no effect)."""
@@ -179,7 +192,7 @@ class Gate:
         approval_id = ""
         try:
             async with self._log.transaction():
-                await self._log.append(caller.tenant, record)
+                await self.record(caller.tenant, record)
                 if decision.outcome is Outcome.ALLOW and apply is not None:
                     value = await apply(decision)
                 elif decision.outcome is Outcome.PENDING_APPROVAL and park is not None:

@@ -59,7 +59,7 @@ async def _decide(state: State, caller: Caller, item: DecideIn, trace: str) -> d
         record["shadow"] = shadow
     try:
         async with svc.log.transaction():
-            await svc.log.append(caller.tenant, record)
+            await svc.gate.record(caller.tenant, record)
     except Exception as exc:  # no decision without a record: refuse rather than answer
         raise UnavailableError(
             f"the decision could not be recorded ({type(exc).__name__})"
