@@ -1,11 +1,12 @@
 # AION Governance — every entry point is a make target.
-#   make run    set up, build and sign the shipped bundles, evaluate the tour requests
-#   make test   set up, then run the whole test suite and the shipped policy tests
+#   make run    set up, then start the API server on its embedded default (SQLite, shipped bundles)
+#   make test   set up, start PostgreSQL and Redis for tests (scripts/services.sh, scripts/redis.sh),
+#               then run the shipped policy tests and the whole test suite (SQLite and PostgreSQL)
 SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test unit policy-test lint fmt bench bundles clean
+.PHONY: setup run test lint fmt bench bundles examples clean
 
 setup:
 	@scripts/setup.sh
@@ -13,11 +14,16 @@ setup:
 bundles: setup
 	@scripts/build-bundles.sh
 
-run: bundles
-	@scripts/run.sh
+run: setup
+	$(BIN)/aion serve
+
+examples: bundles
+	@scripts/examples.sh
 
 test: setup
 	$(BIN)/aion policy test policies/ --coverage --threshold 100
+	services="$$(scripts/services.sh)" && export "$$services" && \
+	redis="$$(scripts/redis.sh)" && export "$$redis" && \
 	AION_OPA_BIN="$$(scripts/install-opa.sh)" $(BIN)/pytest -q
 
 lint: setup
@@ -32,6 +38,8 @@ fmt: setup
 
 bench: setup
 	$(BIN)/python tests/bench/bench_engine.py
+	services="$$(scripts/services.sh)" && export "$$services" && \
+	$(BIN)/python tests/bench/bench_server.py
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

@@ -18,7 +18,18 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from piccolo.engine.base import Engine
 
-from engine import Decision, DecisionRequest, Mode, Outcome, Resource, apply_bundle_modes, decide
+from engine import (
+    Decision,
+    DecisionRequest,
+    EngineVerdict,
+    EvalError,
+    Mode,
+    Outcome,
+    Resource,
+    apply_bundle_modes,
+    combine,
+    decide,
+)
 from server.auth import Caller, utcnow
 from server.db.tables import Approval
 from server.decisionlog import DecisionLog
@@ -132,13 +143,28 @@ class Gate:
         request = DecisionRequest(
             action=action, principal=caller.principal(), resource=resource, context=context
         )
-        policy_set = await self.policies.active(caller.tenant)
+        decision_id = f"dec_{uuid.uuid4().hex}"
+        try:
+            policy_set = await self.policies.active(caller.tenant)
+        except Exception as exc:  # an active bundle that cannot be loaded or compiled: deny, named
+            broken = EngineVerdict("engine", participated=True, permitted=False)
+            broken.errors.append(
+                EvalError(
+                    "engine",
+                    "policy_set_unavailable",
+                    f"the tenant's active policy set cannot be loaded: {type(exc).__name__}: {exc}",
+                )
+            )
+            failed = combine(
+                [broken], action=action, decision_id=decision_id, revisions={}, mode=mode
+            )
+            return failed, request
         decision = decide(
             policy_set,
             request,
             now=utcnow(),
             mode=mode,
-            decision_id=f"dec_{uuid.uuid4().hex}",
+            decision_id=decision_id,
             time_limit_us=self._limit_us,
         )
         return decision, request

@@ -23,6 +23,8 @@ from server.errors import AppError
 from server.state import Services
 
 MAX_KEY = 200
+#: Bundle uploads may be larger than other bodies (the route sets the same limit).
+UPLOAD_LIMIT = 16 * 1024 * 1024
 
 
 CONFLICT = {"code": "conflict", "message": "a request with this Idempotency-Key is in progress"}
@@ -53,13 +55,16 @@ async def _reply(
     await send({"type": "http.response.body", "body": raw, "more_body": False})
 
 
-async def _read(receive: Receive) -> tuple[list[Any], bytes]:
+async def _read(receive: Receive, limit: int) -> tuple[list[Any], bytes] | None:
+    """The whole body, or None as soon as it grows past ``limit`` (nothing more is read)."""
     messages: list[Any] = []
     body = b""
     while True:
         message: Any = await receive()
         messages.append(message)
         body += message.get("body", b"")
+        if len(body) > limit:
+            return None
         if not message.get("more_body"):
             return messages, body
 
@@ -103,7 +108,23 @@ class IdempotencyMiddleware:
                 send, 400, {"code": "invalid_input", "message": "Idempotency-Key is too long"}
             )
             return
-        messages, body = await _read(receive)
+        limit = (
+            UPLOAD_LIMIT
+            if scope["path"].rstrip("/").endswith("/bundles")
+            else self._services.settings.max_body_bytes
+        )
+        read = await _read(receive, limit)
+        if read is None:
+            await _reply(
+                send,
+                413,
+                {
+                    "code": "payload_too_large",
+                    "message": f"request body is larger than {limit} bytes",
+                },
+            )
+            return
+        messages, body = read
         digest = hashlib.sha256(scope["path"].encode() + b"\0" + body).hexdigest()
         row_id = f"{tenant}:{key}"
         if await self._replayed(send, row_id, digest) or not await self._claim(

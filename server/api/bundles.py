@@ -14,10 +14,9 @@ from server.api.deps import services
 from server.auth import Caller
 from server.bundles import BundleService
 from server.errors import InvalidInputError
+from server.idempotency import UPLOAD_LIMIT
 from server.impact import replay
 from server.schemas import ImpactIn, KeyIn, RevisionIn
-
-MAX_BUNDLE_BYTES = 16 * 1024 * 1024
 
 
 def _bundles(state: State) -> BundleService:
@@ -44,7 +43,7 @@ class BundleController(Controller):
         "/bundles",
         summary="Upload a signed bundle (.tar.gz body)",
         status_code=HTTP_201_CREATED,
-        request_max_body_size=MAX_BUNDLE_BYTES,
+        request_max_body_size=UPLOAD_LIMIT,
     )
     async def upload(
         self, state: State, caller: Caller, request: Request[Any, Any, Any]

@@ -40,7 +40,10 @@ def _summary(found: StoredDecision) -> dict[str, Any]:
     }
 
 
-async def _decide(state: State, caller: Caller, item: DecideIn, trace: str) -> dict[str, Any]:
+async def _evaluate(
+    state: State, caller: Caller, item: DecideIn, trace: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(decision as returned, record to append) for one ad-hoc request."""
     try:
         check_action(item.action)
     except InvalidInput as exc:
@@ -57,15 +60,25 @@ async def _decide(state: State, caller: Caller, item: DecideIn, trace: str) -> d
     shadow = await svc.gate.shadow(caller, request)
     if shadow is not None:
         record["shadow"] = shadow
+    out: dict[str, Any] = msgspec.to_builtins(decision)
+    return out, record
+
+
+async def _decide(
+    state: State, caller: Caller, items: list[DecideIn], trace: str
+) -> list[dict[str, Any]]:
+    """Evaluate every item, then record them all in one transaction: all answered or none."""
+    evaluated = [await _evaluate(state, caller, item, trace) for item in items]
+    svc = services(state)
     try:
         async with svc.log.transaction():
-            await svc.gate.record(caller.tenant, record)
+            for _, record in evaluated:
+                await svc.gate.record(caller.tenant, record)
     except Exception as exc:  # no decision without a record: refuse rather than answer
         raise UnavailableError(
             f"the decision could not be recorded ({type(exc).__name__})"
         ) from exc
-    out: dict[str, Any] = msgspec.to_builtins(decision)
-    return out
+    return [decision for decision, _ in evaluated]
 
 
 class DecisionController(Controller):
@@ -82,7 +95,7 @@ class DecisionController(Controller):
         self, state: State, caller: Caller, data: DecideIn, request: Request[Any, Any, Any]
     ) -> dict[str, Any]:
         caller.require("decide")
-        return await _decide(state, caller, data, trace_id(request))
+        return (await _decide(state, caller, [data], trace_id(request)))[0]
 
     @post("/decide/batch", summary="Evaluate up to 100 requests", status_code=HTTP_200_OK)
     async def decide_batch(
@@ -93,8 +106,7 @@ class DecisionController(Controller):
             raise InvalidInputError(
                 f"a batch holds 1 to {MAX_BATCH} requests, not {len(data.requests)}"
             )
-        trace = trace_id(request)
-        return {"decisions": [await _decide(state, caller, item, trace) for item in data.requests]}
+        return {"decisions": await _decide(state, caller, data.requests, trace_id(request))}
 
     @get("/decisions", summary="The decision log, newest first, filtered")
     async def list_decisions(

@@ -70,7 +70,12 @@ def _run(args: argparse.Namespace, work: Callable[[PiccoloDecisionLog], Awaitabl
     bind(engine)
 
     async def main() -> T:
-        return await work(PiccoloDecisionLog(engine))
+        try:
+            return await work(PiccoloDecisionLog(engine))
+        finally:
+            close = getattr(engine, "close", None)  # kept SQLite connections of this loop
+            if close is not None:
+                await close()
 
     try:
         return asyncio.run(main())

@@ -48,27 +48,47 @@ class Server:
 
     def __init__(self, data_dir: Path, workers: int, database_url: str = "") -> None:
         self.port = free_port()
-        self.env = {**os.environ, "AION_DATA_DIR": str(data_dir), "AION_DATABASE_URL": database_url,
-                    "AION_RATE_LIMIT_PER_MINUTE": "1000000000", "AION_RATE_LIMIT_BURST": "1000000000"}
+        self.env = {
+            **os.environ,
+            "AION_DATA_DIR": str(data_dir),
+            "AION_DATABASE_URL": database_url,
+            "AION_RATE_LIMIT_PER_MINUTE": "1000000000",
+            "AION_RATE_LIMIT_BURST": "1000000000",
+        }
         self.proc = subprocess.Popen(
             [AION, "serve", "--port", str(self.port), "--workers", str(workers)],
-            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         for _ in range(600):
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/health", timeout=1)
                 return
-            except OSError:
+            except OSError as exc:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"server exited: {self.proc.stderr.read().decode()[-2000:] if self.proc.stderr else ''}")
-                time.sleep(0.1)
+                    err = self.proc.stderr.read().decode()[-2000:] if self.proc.stderr else ""
+                    raise RuntimeError(f"server exited: {err}") from exc
+                time.sleep(0.1)  # polling a child process's start-up, bounded (60 s)
         raise RuntimeError("server did not become ready in 60 s")
 
     def token(self, roles: list[str]) -> str:
-        args = [AION, "tokens", "issue", "--tenant", "default", "--subject", "bench", "--ttl", "3600"]
+        args = [
+            AION,
+            "tokens",
+            "issue",
+            "--tenant",
+            "default",
+            "--subject",
+            "bench",
+            "--ttl",
+            "3600",
+        ]
         for role in roles:
             args += ["--role", role]
-        return subprocess.run(args, env=self.env, check=True, capture_output=True, text=True).stdout.strip()
+        return subprocess.run(
+            args, env=self.env, check=True, capture_output=True, text=True
+        ).stdout.strip()
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -86,17 +106,31 @@ def bench_decide(args: argparse.Namespace, out: dict[str, object]) -> None:
             body = json.dumps(DECIDE).encode()
             request = http_post("/api/v1/decide", body, {"Authorization": f"Bearer {token}"})
             asyncio.run(closed_loop("127.0.0.1", server.port, lambda i: request, 2.0, 8))  # warm-up
-            fixed = asyncio.run(open_loop("127.0.0.1", server.port, lambda i: request, args.rate, args.seconds))
+            fixed = asyncio.run(
+                open_loop("127.0.0.1", server.port, lambda i: request, args.rate, args.seconds)
+            )
             print(f"decide @ {args.rate:.0f} req/s, {args.workers} workers: {fixed.summary()}")
             db = Path(tmp) / "aion.db"
             before = sqlite3.connect(db).execute("select count(*) from decisions").fetchone()[0]
-            peak = asyncio.run(closed_loop("127.0.0.1", server.port, lambda i: request, args.seconds, args.connections))
+            peak = asyncio.run(
+                closed_loop(
+                    "127.0.0.1", server.port, lambda i: request, args.seconds, args.connections
+                )
+            )
             after = sqlite3.connect(db).execute("select count(*) from decisions").fetchone()[0]
             rows = (after - before) / peak.seconds
             print(f"decide, max throughput ({args.connections} connections): {peak.summary()}")
-            print(f"decision-log rows written: {after - before} in {peak.seconds:.1f} s = {rows:.0f} rows/s (SQLite)")
-            out["decide"] = {"fixed_rate": args.rate, "p50_ms": fixed.pct(50), "p99_ms": fixed.pct(99),
-                             "statuses": fixed.statuses, "max_rps": peak.rate, "log_rows_per_s": rows}
+            print(
+                f"decision-log rows written: {after - before} in {peak.seconds:.1f} s = {rows:.0f} rows/s (SQLite)"
+            )
+            out["decide"] = {
+                "fixed_rate": args.rate,
+                "p50_ms": fixed.pct(50),
+                "p99_ms": fixed.pct(99),
+                "statuses": fixed.statuses,
+                "max_rps": peak.rate,
+                "log_rows_per_s": rows,
+            }
         finally:
             server.stop()
 
@@ -124,16 +158,44 @@ def bench_create_agent(args: argparse.Namespace, out: dict[str, object]) -> None
             token = server.token(["admin", "operator"])
 
             def make(i: int) -> bytes:
-                body = json.dumps({"name": f"bench-{i}", "model": "model://gpt-4o", "tool_ids": ["web_search"]})
-                return http_post("/api/v1/agents", body.encode(), {"Authorization": f"Bearer {token}"})
+                body = json.dumps(
+                    {"name": f"bench-{i}", "model": "model://gpt-4o", "tool_ids": ["web_search"]}
+                )
+                return http_post(
+                    "/api/v1/agents", body.encode(), {"Authorization": f"Bearer {token}"}
+                )
 
-            asyncio.run(closed_loop("127.0.0.1", server.port, make, 2.0, 8, max_requests=500))  # warm-up
-            fixed = asyncio.run(open_loop("127.0.0.1", server.port, lambda i: make(10_000 + i), args.agent_rate, args.seconds))
+            asyncio.run(
+                closed_loop("127.0.0.1", server.port, make, 2.0, 8, max_requests=500)
+            )  # warm-up
+            fixed = asyncio.run(
+                open_loop(
+                    "127.0.0.1",
+                    server.port,
+                    lambda i: make(10_000 + i),
+                    args.agent_rate,
+                    args.seconds,
+                )
+            )
             print(f"create agent @ {args.agent_rate:.0f} req/s on PostgreSQL: {fixed.summary()}")
-            peak = asyncio.run(closed_loop("127.0.0.1", server.port, lambda i: make(100_000 + i), args.seconds, args.connections))
+            peak = asyncio.run(
+                closed_loop(
+                    "127.0.0.1",
+                    server.port,
+                    lambda i: make(100_000 + i),
+                    args.seconds,
+                    args.connections,
+                )
+            )
             print(f"create agent, max throughput on PostgreSQL: {peak.summary()}")
-            out["create_agent"] = {"fixed_rate": args.agent_rate, "p50_ms": fixed.pct(50), "p95_ms": fixed.pct(95),
-                                   "p99_ms": fixed.pct(99), "statuses": fixed.statuses, "max_rps": peak.rate}
+            out["create_agent"] = {
+                "fixed_rate": args.agent_rate,
+                "p50_ms": fixed.pct(50),
+                "p95_ms": fixed.pct(95),
+                "p99_ms": fixed.pct(99),
+                "statuses": fixed.statuses,
+                "max_rps": peak.rate,
+            }
         finally:
             server.stop()
 
@@ -141,8 +203,12 @@ def bench_create_agent(args: argparse.Namespace, out: dict[str, object]) -> None
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--rate", type=float, default=1000.0, help="decide requests per second (open loop)")
-    parser.add_argument("--agent-rate", type=float, default=300.0, help="create-agent requests per second")
+    parser.add_argument(
+        "--rate", type=float, default=1000.0, help="decide requests per second (open loop)"
+    )
+    parser.add_argument(
+        "--agent-rate", type=float, default=300.0, help="create-agent requests per second"
+    )
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--database-url", default=os.environ.get("AION_TEST_DATABASE_URL", ""))

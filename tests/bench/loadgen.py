@@ -36,9 +36,11 @@ class Result:
         return len(self.latencies_ms) / self.seconds if self.seconds else 0.0
 
     def summary(self) -> str:
-        return (f"{len(self.latencies_ms)} requests in {self.seconds:.1f} s = {self.rate:.0f} req/s; "
-                f"p50 {self.pct(50):.2f} ms, p95 {self.pct(95):.2f} ms, p99 {self.pct(99):.2f} ms; "
-                f"mean {statistics.fmean(self.latencies_ms) if self.latencies_ms else 0:.2f} ms; status {self.statuses}")
+        return (
+            f"{len(self.latencies_ms)} requests in {self.seconds:.1f} s = {self.rate:.0f} req/s; "
+            f"p50 {self.pct(50):.2f} ms, p95 {self.pct(95):.2f} ms, p99 {self.pct(99):.2f} ms; "
+            f"mean {statistics.fmean(self.latencies_ms) if self.latencies_ms else 0:.2f} ms; status {self.statuses}"
+        )
 
 
 class Connection:
@@ -76,13 +78,26 @@ class Connection:
 
 def http_post(path: str, body: bytes, headers: dict[str, str], host: str = "127.0.0.1") -> bytes:
     """A raw POST request with keep-alive."""
-    lines = [f"POST {path} HTTP/1.1", f"Host: {host}", "Content-Type: application/json",
-             f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in headers.items()), "", ""]
+    lines = [
+        f"POST {path} HTTP/1.1",
+        f"Host: {host}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(body)}",
+        *(f"{k}: {v}" for k, v in headers.items()),
+        "",
+        "",
+    ]
     return "\r\n".join(lines).encode() + body
 
 
-async def open_loop(host: str, port: int, make: Callable[[int], bytes], rate: float, seconds: float,
-                    connections: int = 64) -> Result:
+async def open_loop(
+    host: str,
+    port: int,
+    make: Callable[[int], bytes],
+    rate: float,
+    seconds: float,
+    connections: int = 64,
+) -> Result:
     """Send ``rate`` requests per second for ``seconds``; latency from the scheduled time."""
     pool: asyncio.Queue[Connection] = asyncio.Queue()
     for _ in range(connections):
@@ -115,8 +130,14 @@ async def open_loop(host: str, port: int, make: Callable[[int], bytes], rate: fl
     return result
 
 
-async def closed_loop(host: str, port: int, make: Callable[[int], bytes], seconds: float,
-                      connections: int = 32, max_requests: int = 200_000) -> Result:
+async def closed_loop(
+    host: str,
+    port: int,
+    make: Callable[[int], bytes],
+    seconds: float,
+    connections: int = 32,
+    max_requests: int = 200_000,
+) -> Result:
     """As many requests as ``connections`` keep-alive clients can get answered in ``seconds``."""
     result = Result()
     deadline = time.perf_counter() + seconds

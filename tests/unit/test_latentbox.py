@@ -20,4 +20,6 @@ def test_capability_alone_scores_lower_than_scenario() -> None:
 def test_every_tool_has_the_fixture_fields() -> None:
     tools = LatentBox().tools
     assert len(tools) == 9
-    assert all({"id", "category", "scenarios", "capabilities", "constraints"} <= set(t) for t in tools)
+    assert all(
+        {"id", "category", "scenarios", "capabilities", "constraints"} <= set(t) for t in tools
+    )
