@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import msgspec
 from litestar import Litestar, Request, Response, Router
 from litestar.config.app import AppConfig
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
-from litestar.openapi import OpenAPIConfig
+from litestar.openapi import OpenAPIConfig, ResponseSpec
 
 from server.api.agents import AgentController
 from server.api.approvals import ApprovalController
@@ -63,6 +64,37 @@ def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[
     return Response({"code": "internal_error", "message": "internal error"}, status_code=500)
 
 
+class ErrorBody(msgspec.Struct):
+    """Every error answer."""
+
+    code: str
+    message: str
+
+
+_ERROR_STATUSES = {
+    400: "invalid input (unknown fields included)",
+    401: "missing or invalid credential",
+    403: "forbidden by role, or denied by policy (`policy_denied` with decision_id and reasons)",
+    404: "not found (another tenant's objects included)",
+    409: "conflict (duplicate, or Idempotency-Key reused with another body)",
+    413: "request body too large",
+    429: "over the tenant's rate limit (Retry-After)",
+    503: "the decision could not be recorded; nothing changed",
+}
+
+
+def _document_errors(app: Litestar) -> None:
+    """Every route documents the `{code, message}` errors it can answer."""
+    errors = {
+        status: ResponseSpec(data_container=ErrorBody, description=text, generate_examples=False)
+        for status, text in _ERROR_STATUSES.items()
+    }
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", []):
+            if handler.include_in_schema and handler.handler_name not in ("health",):
+                handler.responses = {**errors, **(handler.responses or {})}
+
+
 def _routes() -> list[Any]:
     return [
         health,
@@ -106,5 +138,6 @@ def create_app(services: Services) -> Litestar:
 
     config.on_shutdown.append(close_database)
     app = Litestar.from_config(config)
+    _document_errors(app)
     app.state["services"] = services
     return app
