@@ -11,6 +11,7 @@ from litestar.config.app import AppConfig
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig, ResponseSpec
+from piccolo.engine.postgres import PostgresEngine
 
 from server.api.agents import AgentController
 from server.api.approvals import ApprovalController
@@ -131,11 +132,20 @@ def create_app(services: Services) -> Litestar:
         debug=False,
     )
 
+    async def open_database() -> None:
+        if isinstance(services.db, PostgresEngine):
+            await services.db.start_connection_pool(
+                min_size=2, max_size=services.settings.db_pool_size
+            )
+
     async def close_database() -> None:
+        if isinstance(services.db, PostgresEngine):
+            await services.db.close_connection_pool()
         close = getattr(services.db, "close", None)
         if close is not None:
             await close()
 
+    config.on_startup.append(open_database)
     config.on_shutdown.append(close_database)
     app = Litestar.from_config(config)
     _document_errors(app)

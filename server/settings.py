@@ -39,6 +39,8 @@ class Settings:
     """PEM public key of an external identity provider (RS256/ES256)."""
     jwks_url: str = ""
     """JWKS endpoint of an external identity provider."""
+    db_pool_size: int = 10
+    """PostgreSQL connections per worker."""
     rate_limit_per_minute: int = 1000
     """Default per-tenant requests per minute (token bucket refill)."""
     rate_limit_burst: int = 200
