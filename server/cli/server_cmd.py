@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 
-from server.auth import ROLES, TokenService, utcnow
+from server.auth import ROLES, TokenService, hash_api_key, new_api_key, utcnow
 from server.bootstrap import (
     DEFAULT_TENANT,
     ensure_keys,
@@ -20,7 +21,7 @@ from server.bootstrap import (
     services,
 )
 from server.cli.common import EXIT_OK, fail
-from server.db.tables import Tenant
+from server.db.tables import ApiKey, Tenant
 from server.settings import Settings
 
 
@@ -133,6 +134,34 @@ def cmd_token_issue(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_apikey_create(args: argparse.Namespace) -> int:
+    """Create a service API key; the key is printed once and only its hash is stored."""
+    settings = _settings(args)
+    key = new_api_key()
+
+    async def run() -> bool:
+        services(settings, ensure_keys(settings.data_dir))
+        if not await Tenant.exists().where(Tenant.id == args.tenant):
+            return False
+        await ApiKey.insert(
+            ApiKey(
+                id=f"key_{secrets.token_hex(8)}",
+                tenant=args.tenant,
+                subject=args.subject,
+                roles=args.role,
+                key_hash=hash_api_key(key),
+                created_at=utcnow(),
+                revoked=False,
+            )
+        )
+        return True
+
+    if not asyncio.run(run()):
+        fail(f"no tenant `{args.tenant}` (create it with `aion tenants create`)")
+    print(key)
+    return EXIT_OK
+
+
 def _db_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="embedded default state (default ./.aion or $AION_DATA_DIR)")
     p.add_argument(
@@ -163,6 +192,16 @@ def register(commands: Any) -> None:
     p.add_argument("name")
     _db_flags(p)
     p.set_defaults(handler=cmd_tenant_create)
+
+    keys = commands.add_parser("apikeys", help="service API keys").add_subparsers(
+        dest="apikeys_command", required=True
+    )
+    p = keys.add_parser("create", help="create a service API key (printed once, stored hashed)")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--subject", required=True)
+    p.add_argument("--role", action="append", default=[], choices=ROLES)
+    _db_flags(p)
+    p.set_defaults(handler=cmd_apikey_create)
 
     tokens = commands.add_parser("tokens", help="bearer tokens").add_subparsers(
         dest="tokens_command", required=True
