@@ -270,9 +270,12 @@ class ChainChecker:
         if head is None:
             return self._fail(None, None, "chain head missing") if last else VerifyResult(True, 0)
         if head.seq > last:
-            return self._fail(last + 1, None, f"head is at seq {head.seq}, rows end at {last}")
+            problem = f"chain head is at seq {head.seq}, rows end at {last} (truncated)"
+            return self._fail(last + 1, None, problem)
         if head.seq and self.seen.get(head.seq, ("", ""))[1] != head.hash:
-            return self._fail(head.seq, self.seen[head.seq][0], "chain head hash does not match")
+            return self._fail(
+                head.seq, self.seen.get(head.seq, (None, ""))[0], "chain head hash does not match"
+            )
         if not head.signature:
             return self._fail(None, None, "head not signed") if require_signed else self._ok()
         signed_id = self.seen.get(head.signed_seq, (None, ""))[0]
