@@ -132,15 +132,20 @@ def create_app(services: Services) -> Litestar:
         debug=False,
     )
 
+    opened: list[bool] = []
+
     async def open_database() -> None:
-        if isinstance(services.db, PostgresEngine):
+        # A pool somebody else opened (a test harness, an embedding program) is theirs to close.
+        if isinstance(services.db, PostgresEngine) and services.db.pool is None:
             await services.db.start_connection_pool(
                 min_size=2, max_size=services.settings.db_pool_size
             )
+            opened.append(True)
 
     async def close_database() -> None:
-        if isinstance(services.db, PostgresEngine):
+        if isinstance(services.db, PostgresEngine) and opened:
             await services.db.close_connection_pool()
+            opened.clear()
         close = getattr(services.db, "close", None)
         if close is not None:
             await close()
