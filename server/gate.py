@@ -9,6 +9,7 @@ nothing changes ("no change without a decision, no decision without a record").
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -38,6 +39,10 @@ from server.masking import mask
 from server.policies import PolicyService
 
 T = TypeVar("T")
+
+#: How often the gate signs a tenant's decision-chain head (whichever comes first).
+SIGN_EVERY_SECONDS = 1.0
+SIGN_EVERY_RECORDS = 100
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,7 @@ class Gate:
         chain_key: Ed25519PrivateKey | None = None,
     ) -> None:
         self._chain_key = chain_key
+        self._signed: dict[str, tuple[float, int]] = {}
         self._db = db
         self.policies = policies
         self._log = log
@@ -170,10 +176,23 @@ class Gate:
         return decision, request
 
     async def record(self, tenant: str, record: dict[str, Any]) -> None:
-        """Append a decision record and sign the new chain head, in the caller's transaction."""
+        """Append a decision record in the caller's transaction; sign the chain head now and then.
+
+        The head is signed when this process has not signed the tenant's head
+        for ``SIGN_EVERY_SECONDS`` or ``SIGN_EVERY_RECORDS`` appends, so a
+        truncation is detectable up to at most that many of the latest
+        records (signing every record cost two statements per decision).
+        """
         await self._log.append(tenant, record)
-        if self._chain_key is not None:
+        if self._chain_key is None:
+            return
+        now = time.monotonic()
+        last, count = self._signed.get(tenant, (0.0, 0))
+        if now - last >= SIGN_EVERY_SECONDS or count + 1 >= SIGN_EVERY_RECORDS:
             await self._log.sign_head(tenant, self._chain_key)
+            self._signed[tenant] = (now, 0)
+        else:
+            self._signed[tenant] = (last, count + 1)
 
     async def shadow(self, caller: Caller, request: DecisionRequest) -> dict[str, Any] | None:
         """What the tenant's shadow revisions would have decided (recorded, no effect)."""

@@ -98,9 +98,30 @@ class Server:
             self.proc.kill()
 
 
-def bench_decide(args: argparse.Namespace, out: dict[str, object]) -> None:
+def _count_decisions(tmp: str, database_url: str) -> int:
+    if not database_url:
+        return int(
+            sqlite3.connect(Path(tmp) / "aion.db")
+            .execute("select count(*) from decisions")
+            .fetchone()[0]
+        )
+
+    async def count() -> int:
+        import asyncpg
+
+        conn = await asyncpg.connect(database_url)
+        try:
+            return int(await conn.fetchval("select count(*) from decisions"))
+        finally:
+            await conn.close()
+
+    return asyncio.run(count())
+
+
+def bench_decide(args: argparse.Namespace, out: dict[str, object], database_url: str = "") -> None:
+    label = "PostgreSQL" if database_url else "SQLite"
     with tempfile.TemporaryDirectory() as tmp:
-        server = Server(Path(tmp), args.workers)
+        server = Server(Path(tmp), args.workers, database_url)
         try:
             token = server.token(["admin", "security", "operator"])
             body = json.dumps(DECIDE).encode()
@@ -109,21 +130,24 @@ def bench_decide(args: argparse.Namespace, out: dict[str, object]) -> None:
             fixed = asyncio.run(
                 open_loop("127.0.0.1", server.port, lambda i: request, args.rate, args.seconds)
             )
-            print(f"decide @ {args.rate:.0f} req/s, {args.workers} workers: {fixed.summary()}")
-            db = Path(tmp) / "aion.db"
-            before = sqlite3.connect(db).execute("select count(*) from decisions").fetchone()[0]
+            print(
+                f"decide on {label} @ {args.rate:.0f} req/s, {args.workers} workers: {fixed.summary()}"
+            )
+            before = _count_decisions(tmp, database_url)
             peak = asyncio.run(
                 closed_loop(
                     "127.0.0.1", server.port, lambda i: request, args.seconds, args.connections
                 )
             )
-            after = sqlite3.connect(db).execute("select count(*) from decisions").fetchone()[0]
+            after = _count_decisions(tmp, database_url)
             rows = (after - before) / peak.seconds
-            print(f"decide, max throughput ({args.connections} connections): {peak.summary()}")
+            print(
+                f"decide on {label}, max throughput ({args.connections} connections): {peak.summary()}"
+            )
             print(
                 f"decision-log rows written: {after - before} in {peak.seconds:.1f} s = {rows:.0f} rows/s (SQLite)"
             )
-            out["decide"] = {
+            out[f"decide_{label.lower()}"] = {
                 "fixed_rate": args.rate,
                 "p50_ms": fixed.pct(50),
                 "p99_ms": fixed.pct(99),
@@ -216,6 +240,8 @@ def main() -> int:
     args = parser.parse_args()
     out: dict[str, object] = {}
     bench_decide(args, out)
+    if args.database_url:
+        bench_decide(args, out, asyncio.run(_create_database(args.database_url)))
     bench_create_agent(args, out)
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
