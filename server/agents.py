@@ -43,6 +43,32 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:20]}"
 
 
+def shape(
+    row: dict[str, Any],
+    tools: list[str],
+    policies: list[dict[str, str]],
+    deployment: dict[str, Any] | None,
+    secret: frozenset[str],
+) -> dict[str, Any]:
+    """An agent as the API shows it (secret config fields masked)."""
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "template_id": row["template_id"],
+        "model": row["model"],
+        "config": mask(row["config"], secret),
+        "status": row["status"],
+        "tool_ids": sorted(tools),
+        "policy_ids": [p["bundle"] for p in policies],
+        "policies": policies,
+        "deployment": None
+        if deployment is None
+        else {"id": deployment["id"], "created_at": deployment["created_at"].isoformat()},
+        "created_at": row["created_at"].isoformat(),
+        "updated_at": row["updated_at"].isoformat(),
+    }
+
+
 class AgentService:
     """The agent lifecycle of one tenant's caller."""
 
@@ -62,7 +88,8 @@ class AgentService:
             raise NotFoundError(f"no agent `{agent_id}`")
         return dict(row)
 
-    async def _links(self, tenant: str, agent_id: str) -> tuple[list[str], list[dict[str, str]]]:
+    async def links(self, tenant: str, agent_id: str) -> tuple[list[str], list[dict[str, str]]]:
+        """The agent's bound tools and attached policies (with modes)."""
         tools = await AgentToolBinding.select(AgentToolBinding.tool_id).where(
             (AgentToolBinding.tenant == tenant) & (AgentToolBinding.agent_id == agent_id)
         )
@@ -76,7 +103,7 @@ class AgentService:
 
     async def view(self, caller: Caller, row: dict[str, Any]) -> dict[str, Any]:
         """An agent as the API shows it (secrets masked)."""
-        tools, policies = await self._links(caller.tenant, row["id"])
+        tools, policies = await self.links(caller.tenant, row["id"])
         deployment = (
             await Deployment.select(Deployment.id, Deployment.created_at)
             .where(
@@ -86,22 +113,9 @@ class AgentService:
             )
             .first()
         )
-        return {
-            "id": row["id"],
-            "name": row["name"],
-            "template_id": row["template_id"],
-            "model": row["model"],
-            "config": mask(row["config"], await self._secret_fields(row["template_id"])),
-            "status": row["status"],
-            "tool_ids": tools,
-            "policy_ids": [p["bundle"] for p in policies],
-            "policies": policies,
-            "deployment": None
-            if deployment is None
-            else {"id": deployment["id"], "created_at": deployment["created_at"].isoformat()},
-            "created_at": row["created_at"].isoformat(),
-            "updated_at": row["updated_at"].isoformat(),
-        }
+        return shape(
+            row, tools, policies, deployment, await self._secret_fields(row["template_id"])
+        )
 
     async def get(self, caller: Caller, agent_id: str) -> dict[str, Any]:
         """One agent of the caller's tenant (404 for any other)."""
@@ -127,7 +141,7 @@ class AgentService:
 
     async def modes(self, caller: Caller, agent_id: str) -> dict[str, Mode]:
         """The enforcement mode of each bundle attached to the agent."""
-        _, policies = await self._links(caller.tenant, agent_id)
+        _, policies = await self.links(caller.tenant, agent_id)
         return {p["bundle"]: Mode(p["mode"]) for p in policies}
 
     async def allowed_tools(self, tenant: str) -> list[str]:
@@ -201,80 +215,60 @@ class AgentService:
         )
         context = {"tenant": {"allowed_tools": await self.allowed_tools(caller.tenant)}}
 
+        stored: dict[str, Any] = {}
+
         async def store(decision: Decision) -> None:
             now = utcnow()
-            await Agent.insert(
-                Agent(
-                    id=agent_id,
-                    tenant=caller.tenant,
-                    name=name,
-                    template_id=body.template_id,
-                    model=model,
-                    config=config,
-                    status="created",
-                    created_by=caller.subject,
-                    created_at=now,
-                    updated_at=now,
-                )
+            agent = Agent(
+                id=agent_id,
+                tenant=caller.tenant,
+                name=name,
+                template_id=body.template_id,
+                model=model,
+                config=config,
+                status="created",
+                created_by=caller.subject,
+                created_at=now,
+                updated_at=now,
             )
-            for tool in tools:
+            await Agent.insert(agent)
+            if tools:
                 await AgentToolBinding.insert(
-                    AgentToolBinding(
-                        id=new_id("atb"),
-                        tenant=caller.tenant,
-                        agent_id=agent_id,
-                        tool_id=tool,
-                        created_at=now,
+                    *(
+                        AgentToolBinding(
+                            id=new_id("atb"),
+                            tenant=caller.tenant,
+                            agent_id=agent_id,
+                            tool_id=tool,
+                            created_at=now,
+                        )
+                        for tool in tools
                     )
                 )
-            for bundle in body.policy_ids:
+            if body.policy_ids:
                 await PolicyEnforcement.insert(
-                    PolicyEnforcement(
-                        id=new_id("pen"),
-                        tenant=caller.tenant,
-                        agent_id=agent_id,
-                        bundle=bundle,
-                        mode="enforce",
+                    *(
+                        PolicyEnforcement(
+                            id=new_id("pen"),
+                            tenant=caller.tenant,
+                            agent_id=agent_id,
+                            bundle=bundle,
+                            mode="enforce",
+                        )
+                        for bundle in body.policy_ids
                     )
                 )
+            stored.update(agent.to_dict())
 
         governed = await self._gate.govern(
             caller, "agent.create", resource, context, store, trace_id=trace_id
         )
-        return {**await self.get(caller, agent_id), **governed.summary()}
-
-    async def _deploy_context(self, caller: Caller, row: dict[str, Any]) -> dict[str, Any]:
-        _, policies = await self._links(caller.tenant, row["id"])
-        active = {r["name"] for r in await self._gate.policies.active_rows(caller.tenant)}
-        model = (
-            await Model.select()
-            .where((Model.tenant == caller.tenant) & (Model.name == model_name(row["model"])))
-            .first()
-        )
-        return {
-            "policies": [
-                {
-                    "name": p["bundle"],
-                    "status": "active" if p["bundle"] in active else "inactive",
-                    "mode": p["mode"],
-                }
-                for p in policies
-            ],
-            "model": None
-            if model is None
-            else {
-                "id": model["name"],
-                "registered": model["registered"],
-                "verified": model["verified"],
-                "privacy": model["privacy"],
-                "admin_approval_required": model["admin_approval_required"],
-            },
-            "tenant": {"allowed_tools": await self.allowed_tools(caller.tenant)},
-        }
+        policies = [{"bundle": b, "mode": "enforce"} for b in body.policy_ids]
+        return {**shape(stored, tools, policies, None, secret), **governed.summary()}
 
     async def attributes(self, caller: Caller, row: dict[str, Any]) -> dict[str, Any]:
         """An agent as a decision resource sees it."""
-        tools, policies = await self._links(caller.tenant, row["id"])
+        tools, policies = await self.links(caller.tenant, row["id"])
         return {
             "name": row["name"],
             "template": row["template_id"],
@@ -283,90 +277,6 @@ class AgentService:
             "tool_ids": tools,
             "policy_ids": [p["bundle"] for p in policies],
         }
-
-    async def deploy(
-        self, caller: Caller, agent_id: str, trace_id: str, approval: str | None = None
-    ) -> dict[str, Any]:
-        """Gate `agent.deploy` (active bundle, registered verified model, allowed tools, role)."""
-        row = await self.row(caller, agent_id)
-        resource = Resource(
-            type="agent",
-            id=agent_id,
-            tenant=caller.tenant,
-            attributes=await self.attributes(caller, row),
-        )
-        context = await self._deploy_context(caller, row)
-
-        async def store(decision: Decision) -> None:
-            now = utcnow()
-            await Deployment.update({Deployment.status: "superseded"}).where(
-                (Deployment.tenant == caller.tenant)
-                & (Deployment.agent_id == agent_id)
-                & (Deployment.status == "active")
-            )
-            await Deployment.insert(
-                Deployment(
-                    id=new_id("dep"),
-                    tenant=caller.tenant,
-                    agent_id=agent_id,
-                    status="active",
-                    decision_id=decision.decision_id,
-                    created_at=now,
-                )
-            )
-            await Agent.update({Agent.status: "deployed", Agent.updated_at: now}).where(
-                (Agent.id == agent_id) & (Agent.tenant == caller.tenant)
-            )
-
-        governed = await self._gate.govern(
-            caller,
-            "agent.deploy",
-            resource,
-            context,
-            store,
-            modes=await self.modes(caller, agent_id),
-            park=Parked("agent.deploy", {"agent_id": agent_id}),
-            approval=approval,
-            trace_id=trace_id,
-        )
-        return {**await self.get(caller, agent_id), **governed.summary()}
-
-    async def disable(
-        self, caller: Caller, agent_id: str, reason: str, trace_id: str, approval: str | None = None
-    ) -> dict[str, Any]:
-        """Gate `agent.disable`; a disabled agent takes no new tasks."""
-        row = await self.row(caller, agent_id)
-        resource = Resource(
-            type="agent",
-            id=agent_id,
-            tenant=caller.tenant,
-            attributes=await self.attributes(caller, row),
-        )
-
-        async def store(decision: Decision) -> None:
-            now = utcnow()
-            await Agent.update({Agent.status: "disabled", Agent.updated_at: now}).where(
-                (Agent.id == agent_id) & (Agent.tenant == caller.tenant)
-            )
-            await Deployment.update({Deployment.status: "stopped"}).where(
-                (Deployment.tenant == caller.tenant)
-                & (Deployment.agent_id == agent_id)
-                & (Deployment.status == "active")
-            )
-
-        context: dict[str, Any] = {"reason": reason} if reason else {}
-        governed = await self._gate.govern(
-            caller,
-            "agent.disable",
-            resource,
-            context,
-            store,
-            modes=await self.modes(caller, agent_id),
-            park=Parked("agent.disable", {"agent_id": agent_id, "reason": reason}),
-            approval=approval,
-            trace_id=trace_id,
-        )
-        return {**await self.get(caller, agent_id), **governed.summary()}
 
     async def update(
         self,

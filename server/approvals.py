@@ -17,6 +17,7 @@ from server.auth import Caller, utcnow
 from server.bindings import BindingService
 from server.db.tables import Approval
 from server.errors import ConflictError, NotFoundError
+from server.lifecycle import AgentLifecycle
 from server.schemas import AgentUpdate
 
 
@@ -36,8 +37,11 @@ def _view(row: dict[str, Any]) -> dict[str, Any]:
 class ApprovalService:
     """Parked requests of one tenant."""
 
-    def __init__(self, agents: AgentService, bindings: BindingService) -> None:
+    def __init__(
+        self, agents: AgentService, lifecycle: AgentLifecycle, bindings: BindingService
+    ) -> None:
         self._agents = agents
+        self._lifecycle = lifecycle
         self._bindings = bindings
 
     async def list(self, caller: Caller, status: str | None) -> dict[str, Any]:
@@ -67,9 +71,11 @@ class ApprovalService:
     async def _run(self, requester: Caller, row: dict[str, Any], trace: str) -> dict[str, Any]:
         op, args, approval = row["operation"], row["payload"], row["id"]
         if op == "agent.deploy":
-            return await self._agents.deploy(requester, args["agent_id"], trace, approval=approval)
+            return await self._lifecycle.deploy(
+                requester, args["agent_id"], trace, approval=approval
+            )
         if op == "agent.disable":
-            return await self._agents.disable(
+            return await self._lifecycle.disable(
                 requester, args["agent_id"], args.get("reason", ""), trace, approval=approval
             )
         if op == "agent.update":

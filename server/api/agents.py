@@ -12,12 +12,18 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from server.agents import AgentService
 from server.api.deps import services
 from server.auth import Caller
+from server.lifecycle import AgentLifecycle
 from server.schemas import AgentCreate, AgentDisable, AgentUpdate
 
 
 def _agents(state: State) -> AgentService:
     svc = services(state)
     return AgentService(svc.gate, svc.catalog)
+
+
+def _lifecycle(state: State) -> AgentLifecycle:
+    svc = services(state)
+    return AgentLifecycle(svc.gate, AgentService(svc.gate, svc.catalog))
 
 
 def trace_id(request: Request[Any, Any, Any]) -> str:
@@ -77,7 +83,7 @@ class AgentController(Controller):
         self, state: State, caller: Caller, agent_id: str, request: Request[Any, Any, Any]
     ) -> dict[str, Any]:
         caller.require("agents.deploy")
-        return await _agents(state).deploy(caller, agent_id, trace_id(request))
+        return await _lifecycle(state).deploy(caller, agent_id, trace_id(request))
 
     @post(
         "/{agent_id:str}/disable",
@@ -93,6 +99,6 @@ class AgentController(Controller):
         data: AgentDisable | None = None,
     ) -> dict[str, Any]:
         caller.require("agents.disable")
-        return await _agents(state).disable(
+        return await _lifecycle(state).disable(
             caller, agent_id, data.reason if data else "", trace_id(request)
         )

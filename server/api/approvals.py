@@ -14,13 +14,16 @@ from server.api.deps import services
 from server.approvals import ApprovalService
 from server.auth import Caller
 from server.bindings import BindingService
+from server.lifecycle import AgentLifecycle
 from server.schemas import ApprovalIn
 
 
 def _approvals(state: State) -> ApprovalService:
     svc = services(state)
     agents = AgentService(svc.gate, svc.catalog)
-    return ApprovalService(agents, BindingService(svc.gate, agents))
+    return ApprovalService(
+        agents, AgentLifecycle(svc.gate, agents), BindingService(svc.gate, agents)
+    )
 
 
 class ApprovalController(Controller):
