@@ -145,7 +145,7 @@ def bench_decide(args: argparse.Namespace, out: dict[str, object], database_url:
                 f"decide on {label}, max throughput ({args.connections} connections): {peak.summary()}"
             )
             print(
-                f"decision-log rows written: {after - before} in {peak.seconds:.1f} s = {rows:.0f} rows/s (SQLite)"
+                f"decision-log rows written: {after - before} in {peak.seconds:.1f} s = {rows:.0f} rows/s ({label})"
             )
             out[f"decide_{label.lower()}"] = {
                 "fixed_rate": args.rate,
