@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -67,6 +68,32 @@ def shape(
         "created_at": row["created_at"].isoformat(),
         "updated_at": row["updated_at"].isoformat(),
     }
+
+
+async def bind_tools(tenant: str, agent_id: str, tools: list[str], now: datetime) -> None:
+    """Bind ``tools`` to an agent in one statement."""
+    if tools:
+        await AgentToolBinding.insert(
+            *(
+                AgentToolBinding(
+                    id=new_id("atb"), tenant=tenant, agent_id=agent_id, tool_id=tool, created_at=now
+                )
+                for tool in tools
+            )
+        )
+
+
+async def attach_policies(tenant: str, agent_id: str, modes: dict[str, str]) -> None:
+    """Attach bundles to an agent with their modes, in one statement."""
+    if modes:
+        await PolicyEnforcement.insert(
+            *(
+                PolicyEnforcement(
+                    id=new_id("pen"), tenant=tenant, agent_id=agent_id, bundle=bundle, mode=mode
+                )
+                for bundle, mode in modes.items()
+            )
+        )
 
 
 class AgentService:
@@ -232,32 +259,10 @@ class AgentService:
                 updated_at=now,
             )
             await Agent.insert(agent)
-            if tools:
-                await AgentToolBinding.insert(
-                    *(
-                        AgentToolBinding(
-                            id=new_id("atb"),
-                            tenant=caller.tenant,
-                            agent_id=agent_id,
-                            tool_id=tool,
-                            created_at=now,
-                        )
-                        for tool in tools
-                    )
-                )
-            if body.policy_ids:
-                await PolicyEnforcement.insert(
-                    *(
-                        PolicyEnforcement(
-                            id=new_id("pen"),
-                            tenant=caller.tenant,
-                            agent_id=agent_id,
-                            bundle=bundle,
-                            mode="enforce",
-                        )
-                        for bundle in body.policy_ids
-                    )
-                )
+            await bind_tools(caller.tenant, agent_id, tools, now)
+            await attach_policies(
+                caller.tenant, agent_id, dict.fromkeys(body.policy_ids, "enforce")
+            )
             stored.update(agent.to_dict())
 
         governed = await self._gate.govern(
@@ -288,6 +293,7 @@ class AgentService:
     ) -> dict[str, Any]:
         """Gate `agent.update` with the changes; store them if allowed."""
         row = await self.row(caller, agent_id)
+        kept_modes = {b: m.value for b, m in (await self.modes(caller, agent_id)).items()}
         changes = {
             k: v
             for k, v in {
@@ -336,31 +342,18 @@ class AgentService:
                     (AgentToolBinding.tenant == caller.tenant)
                     & (AgentToolBinding.agent_id == agent_id)
                 )
-                for tool in body.tool_ids:
-                    await AgentToolBinding.insert(
-                        AgentToolBinding(
-                            id=new_id("atb"),
-                            tenant=caller.tenant,
-                            agent_id=agent_id,
-                            tool_id=tool,
-                            created_at=now,
-                        )
-                    )
+                await bind_tools(caller.tenant, agent_id, body.tool_ids, now)
             if body.policy_ids is not None:
                 await PolicyEnforcement.delete().where(
                     (PolicyEnforcement.tenant == caller.tenant)
                     & (PolicyEnforcement.agent_id == agent_id)
                 )
-                for bundle in body.policy_ids:
-                    await PolicyEnforcement.insert(
-                        PolicyEnforcement(
-                            id=new_id("pen"),
-                            tenant=caller.tenant,
-                            agent_id=agent_id,
-                            bundle=bundle,
-                            mode="enforce",
-                        )
-                    )
+                # Bundles that stay attached keep their mode; new ones start in enforce.
+                await attach_policies(
+                    caller.tenant,
+                    agent_id,
+                    {b: kept_modes.get(b, "enforce") for b in body.policy_ids},
+                )
 
         governed = await self._gate.govern(
             caller,
