@@ -13,6 +13,7 @@ import secrets
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from engine import (
     BundleError,
@@ -45,6 +46,22 @@ def _row_view(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _fits(key: Any, algorithm: str) -> bool:
+    """Whether a public key can verify signatures of ``algorithm``."""
+    if algorithm.startswith(("RS", "PS")):
+        return isinstance(key, rsa.RSAPublicKey)
+    if algorithm.startswith("ES"):
+        curve = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1}.get(algorithm)
+        return (
+            isinstance(key, ec.EllipticCurvePublicKey)
+            and curve is not None
+            and isinstance(key.curve, curve)
+        )
+    if algorithm == "EdDSA":
+        return isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey)
+    return False
+
+
 class BundleService:
     """Bundles and trusted keys of one tenant."""
 
@@ -61,9 +78,13 @@ class BundleService:
                 f"algorithm must be one of {', '.join(a for a in ALGORITHMS if a != 'HS256')}"
             )
         try:
-            serialization.load_pem_public_key(public_key.encode())
+            key = serialization.load_pem_public_key(public_key.encode())
         except (ValueError, TypeError) as exc:
             raise InvalidInputError("`public_key` is not a PEM public key") from exc
+        if not _fits(key, algorithm):
+            raise InvalidInputError(
+                f"the key is a {type(key).__name__}, which cannot verify `{algorithm}` signatures"
+            )
         row_id = f"{caller.tenant}:{key_id}"
         if await TrustedKey.exists().where(TrustedKey.id == row_id):
             raise ConflictError(f"key `{key_id}` is already trusted")

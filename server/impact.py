@@ -20,7 +20,7 @@ PAGE = 200
 
 
 async def replay(
-    log: DecisionLog, caller: Caller, candidate: PolicySet, limit: int
+    log: DecisionLog, caller: Caller, candidate: PolicySet, limit: int, time_limit_us: float
 ) -> dict[str, Any]:
     """Decide the tenant's last ``limit`` recorded requests against ``candidate``."""
     replayed = skipped = 0
@@ -37,7 +37,13 @@ async def replay(
                 skipped += 1
                 continue
             before = bool(item.record.get("result", {}).get("allowed"))
-            after = decide(candidate, request, now=utcnow(), decision_id=f"impact-{item.id}")
+            after = decide(
+                candidate,
+                request,
+                now=utcnow(),
+                decision_id=f"impact-{item.id}",
+                time_limit_us=time_limit_us,
+            )
             replayed += 1
             if after.allowed != before:
                 flips.append(

@@ -12,6 +12,7 @@ import gzip
 import io
 import posixpath
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,7 +134,7 @@ def read_tarball(
                 if len(data) != member.size:
                     raise BundleError(f"{origin}: entry `{name}` is truncated")
                 files[name] = data
-    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+    except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error) as exc:
         raise BundleError(f"{origin}: not a readable gzipped tarball ({exc})") from exc
     return files
 

@@ -110,4 +110,7 @@ class BundleController(Controller):
         if not 1 <= data.limit <= 10_000:
             raise InvalidInputError("`limit` is 1 to 10000")
         candidate = compile_bundles(await _bundles(state).candidate(caller, name, data.revision))
-        return await replay(services(state).log, caller, candidate, data.limit)
+        svc = services(state)
+        return await replay(
+            svc.log, caller, candidate, data.limit, svc.settings.decision_time_limit_ms * 1000
+        )

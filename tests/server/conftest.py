@@ -255,6 +255,15 @@ def auth(token: TokenFactory) -> HeadersFactory:
     return headers
 
 
+@pytest.fixture
+async def fresh_tenant(svc: Services) -> str:
+    """A new tenant of this module's database (seed tools and models), for a test that changes
+    tenant-wide state (trusted keys, active bundles) without touching the shared tenants."""
+    tid, created = await ensure_tenant(f"t-{uuid.uuid4().hex[:12]}")
+    assert created
+    return tid
+
+
 @dataclass(frozen=True)
 class Counts:
     """Rows a refused request must not have added: agents, and decisions per tenant."""
