@@ -3,7 +3,8 @@
 Approving runs the parked operation again as the original requester, with the
 approval on record: the decision is evaluated anew (state may have changed),
 the ``require_approval`` reasons count as satisfied, and any enforcing deny
-still wins. Both the approval and the new decision are recorded.
+still wins — the approval then ends ``failed`` and the refusal is returned.
+Both the approval and the new decision are recorded.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from server.agents import AgentService
 from server.auth import Caller, utcnow
 from server.bindings import BindingService
 from server.db.tables import Approval
-from server.errors import ConflictError, NotFoundError
+from server.errors import AppError, ConflictError, NotFoundError
 from server.lifecycle import AgentLifecycle
 from server.schemas import AgentUpdate
 
@@ -125,7 +126,12 @@ class ApprovalService:
             requester = Caller(
                 who["subject"], caller.tenant, frozenset(who["roles"]), who.get("kind", "user")
             )
-            result = await self._run(requester, row, trace)
+            try:
+                result = await self._run(requester, row, trace)
+            except AppError:
+                # Approved, but the operation, evaluated again, was refused: say so on the approval.
+                await Approval.update({Approval.status: "failed"}).where(Approval.id == approval_id)
+                raise
         return {
             "approval": _view({**row, "status": status, "decided_by": caller.subject}),
             "result": result,

@@ -37,7 +37,7 @@ class ApprovalController(Controller):
         self,
         state: State,
         caller: Caller,
-        status: Literal["pending", "approved", "rejected"] | None = None,
+        status: Literal["pending", "approved", "rejected", "failed"] | None = None,
     ) -> dict[str, Any]:
         caller.require("approvals.write")
         return await _approvals(state).list(caller, status)

@@ -246,3 +246,5 @@ async def test_an_approval_is_evaluated_again_and_an_enforcing_deny_still_wins(
     kept = await record(client, auth, error["decision_id"])
     assert (kept["approval"], kept["result"]["outcome"]) == (approval_id, "deny")
     assert (await agent(client, auth, agent_id))["deployment"] is None
+    row = await Approval.select(Approval.status).where(Approval.id == approval_id).first()
+    assert row == {"status": "failed"}, "the approval says its operation was refused"
