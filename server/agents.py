@@ -125,7 +125,8 @@ class AgentService:
         ).where((PolicyEnforcement.tenant == tenant) & (PolicyEnforcement.agent_id == agent_id))
         return sorted(t["tool_id"] for t in tools), [dict(p) for p in policies]
 
-    async def _secret_fields(self, template_id: str | None) -> frozenset[str]:
+    async def secret_fields(self, template_id: str | None) -> frozenset[str]:
+        """Config fields of a template declared ``format: secret``."""
         return self._catalog.get(template_id).secret_fields if template_id else frozenset()
 
     async def view(self, caller: Caller, row: dict[str, Any]) -> dict[str, Any]:
@@ -140,9 +141,7 @@ class AgentService:
             )
             .first()
         )
-        return shape(
-            row, tools, policies, deployment, await self._secret_fields(row["template_id"])
-        )
+        return shape(row, tools, policies, deployment, await self.secret_fields(row["template_id"]))
 
     async def get(self, caller: Caller, agent_id: str) -> dict[str, Any]:
         """One agent of the caller's tenant (404 for any other)."""
@@ -222,7 +221,7 @@ class AgentService:
         name, model, tools, config = self._resolve(body)
         await self._check_refs(caller, model, tools, body.policy_ids)
         agent_id = new_id("agt")
-        secret = await self._secret_fields(body.template_id)
+        secret = await self.secret_fields(body.template_id)
         resource = Resource(
             type="agent",
             id=agent_id,
@@ -311,7 +310,7 @@ class AgentService:
         if body.config is not None and row["template_id"]:
             self._catalog.get(row["template_id"]).check(body.config)
         await self._check_refs(caller, body.model, body.tool_ids or [], body.policy_ids or [])
-        secret = await self._secret_fields(row["template_id"])
+        secret = await self.secret_fields(row["template_id"])
         resource = Resource(
             type="agent",
             id=agent_id,

@@ -17,17 +17,19 @@ from server.agents import AgentService
 from server.auth import Caller, utcnow
 from server.bindings import BindingService
 from server.db.tables import Approval
-from server.errors import AppError, ConflictError, NotFoundError
+from server.errors import ConflictError, ForbiddenError, NotFoundError
 from server.lifecycle import AgentLifecycle
+from server.masking import mask
 from server.schemas import AgentUpdate
 
 
-def _view(row: dict[str, Any]) -> dict[str, Any]:
+def _view(row: dict[str, Any], secret: frozenset[str]) -> dict[str, Any]:
+    """An approval as the API shows it: the parked arguments with secrets masked."""
     return {
         "id": row["id"],
         "decision_id": row["decision_id"],
         "operation": row["operation"],
-        "payload": row["payload"],
+        "payload": mask(row["payload"], secret),
         "requested_by": row["requested_by"],
         "status": row["status"],
         "decided_by": row["decided_by"] or None,
@@ -54,7 +56,16 @@ class ApprovalService:
         )
         if status:
             query = query.where(Approval.status == status)
-        return {"items": [_view(r) for r in await query.output(load_json=True)]}
+        rows = await query.output(load_json=True)
+        return {"items": [_view(r, await self._secret(caller, r)) for r in rows]}
+
+    async def _secret(self, caller: Caller, row: dict[str, Any]) -> frozenset[str]:
+        """The secret config fields of the agent an approval is about (none if it is gone)."""
+        try:
+            agent = await self._agents.row(caller, str(row["payload"].get("agent_id", "")))
+        except NotFoundError:
+            return frozenset()
+        return await self._agents.secret_fields(agent["template_id"])
 
     async def _pending(self, caller: Caller, approval_id: str) -> dict[str, Any]:
         row = (
@@ -106,6 +117,10 @@ class ApprovalService:
     ) -> dict[str, Any]:
         """Approve (run the parked operation) or reject a pending approval."""
         row = await self._pending(caller, approval_id)
+        if caller.kind != "user":
+            raise ForbiddenError("approvals are decided by people, not services")
+        if caller.subject == row["requested_by"].get("subject"):
+            raise ForbiddenError("a request cannot be approved or rejected by the one who made it")
         status = "approved" if approve else "rejected"
         claimed = (
             await Approval.update(
@@ -128,11 +143,14 @@ class ApprovalService:
             )
             try:
                 result = await self._run(requester, row, trace)
-            except AppError:
+            except Exception:
                 # Approved, but the operation, evaluated again, was refused: say so on the approval.
                 await Approval.update({Approval.status: "failed"}).where(Approval.id == approval_id)
                 raise
         return {
-            "approval": _view({**row, "status": status, "decided_by": caller.subject}),
+            "approval": _view(
+                {**row, "status": status, "decided_by": caller.subject},
+                await self._secret(caller, row),
+            ),
             "result": result,
         }

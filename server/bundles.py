@@ -207,6 +207,10 @@ class BundleService:
     ) -> dict[str, Any]:
         """Gate `bundle.activate`; make ``revision`` the active (or shadow) revision of ``name``."""
         row = await self._tenant_row(caller, name, revision)
+        if shadow and row["status"] == "active":
+            raise ConflictError(
+                f"revision `{revision}` of `{name}` is the active one; only another revision can shadow it"
+            )
         await self.candidate(caller, name, revision)
         trusted = sorted((await self._trusted(caller.tenant)).keys())
         resource = Resource(

@@ -196,7 +196,10 @@ class Gate:
 
     async def shadow(self, caller: Caller, request: DecisionRequest) -> dict[str, Any] | None:
         """What the tenant's shadow revisions would have decided (recorded, no effect)."""
-        policy_set = await self.policies.shadow(caller.tenant)
+        try:
+            policy_set = await self.policies.shadow(caller.tenant)
+        except Exception as exc:  # a shadow that no longer compiles must not stop the tenant
+            return {"error": f"{type(exc).__name__}: {exc}"}
         if policy_set is None:
             return None
         decision = decide(

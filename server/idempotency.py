@@ -1,7 +1,7 @@
 """``Idempotency-Key`` on every POST: a replay returns the first response.
 
-The key is scoped to the caller's tenant (taken from the credential, as
-everywhere). The first request claims the key before it runs; a second request
+The key is scoped to the caller (tenant and subject, taken from the
+credential, as everywhere). The first request claims the key before it runs; a second request
 with the same key and the same body gets the stored response (with
 ``Idempotent-Replayed: true``); the same key with a different body, or while
 the first is still running, is 409 ``conflict``. 5xx and 429 responses are not
@@ -30,15 +30,17 @@ UPLOAD_LIMIT = 16 * 1024 * 1024
 CONFLICT = {"code": "conflict", "message": "a request with this Idempotency-Key is in progress"}
 
 
-async def _tenant(services: Services, headers: dict[bytes, bytes]) -> str | None:
-    """The tenant of the credential, by the same rules as the handlers (None: let them answer 401)."""
+async def _scope(services: Services, headers: dict[bytes, bytes]) -> tuple[str, str] | None:
+    """(tenant, subject) of the credential, by the handlers' rules (None: let them answer 401)."""
     try:
         api_key = headers.get(b"x-api-key", b"").decode()
         if api_key:
-            return (await api_key_caller(api_key)).tenant
+            who = await api_key_caller(api_key)
+            return who.tenant, who.subject
         auth = headers.get(b"authorization", b"").decode()
         if auth.lower().startswith("bearer "):
-            return services.tokens.verify(auth[7:].strip(), utcnow()).tenant
+            who = services.tokens.verify(auth[7:].strip(), utcnow())
+            return who.tenant, who.subject
     except AppError:
         return None
     return None
@@ -95,14 +97,13 @@ class IdempotencyMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope.get("headers", [])) if str(scope["type"]) == "http" else {}
         key = headers.get(b"idempotency-key", b"").decode()
-        tenant = (
-            await _tenant(self._services, headers)
-            if key and scope.get("method") == "POST"
-            else None
+        who = (
+            await _scope(self._services, headers) if key and scope.get("method") == "POST" else None
         )
-        if tenant is None:
+        if who is None:
             await self._app(scope, receive, send)
             return
+        tenant, subject = who
         if len(key) > MAX_KEY:
             await _reply(
                 send, 400, {"code": "invalid_input", "message": "Idempotency-Key is too long"}
@@ -126,7 +127,8 @@ class IdempotencyMiddleware:
             return
         messages, body = read
         digest = hashlib.sha256(scope["path"].encode() + b"\0" + body).hexdigest()
-        row_id = f"{tenant}:{key}"
+        # One caller's key: another user of the tenant replaying it would skip their own role checks.
+        row_id = f"{tenant}:" + hashlib.sha256(f"{subject}\0{key}".encode()).hexdigest()
         if await self._replayed(send, row_id, digest) or not await self._claim(
             send, row_id, tenant, digest
         ):

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from server.auth import utcnow
 from server.db.tables import Approval, Deployment
 from server.state import Services
 from tests.server.api_support import OTHER, assert_error
@@ -248,3 +249,60 @@ async def test_an_approval_is_evaluated_again_and_an_enforcing_deny_still_wins(
     assert (await agent(client, auth, agent_id))["deployment"] is None
     row = await Approval.select(Approval.status).where(Approval.id == approval_id).first()
     assert row == {"status": "failed"}, "the approval says its operation was refused"
+
+
+async def test_nobody_approves_their_own_request_and_services_do_not_approve(
+    client: httpx.AsyncClient, auth: Any, svc: Services, agent_id: str
+) -> None:
+    approval_id = (await park(client, auth, agent_id))["approval_id"]
+    url = f"/api/v1/approvals/{approval_id}"
+    own = await client.post(
+        url, json={"decision": "approve"}, headers=auth("admin", subject="usr_olga")
+    )
+    assert_error(own, 403, "forbidden")
+    service = svc.tokens.issue(
+        tenant="default", subject="bot", roles=["admin"], now=utcnow(), kind="service"
+    )
+    by_service = await client.post(
+        url, json={"decision": "approve"}, headers={"Authorization": f"Bearer {service}"}
+    )
+    assert_error(by_service, 403, "forbidden")
+    row = await Approval.select(Approval.status).where(Approval.id == approval_id).first()
+    assert row == {"status": "pending"}
+    assert (await agent(client, auth, agent_id))["deployment"] is None
+
+
+async def test_parked_arguments_are_shown_with_secrets_masked(
+    client: httpx.AsyncClient, auth: Any, new_agent: Any
+) -> None:
+    crm = await new_agent(
+        {
+            "template_id": "crewai-crm",
+            "name": "CRM Crew",
+            "policy_ids": ["default-safe"],
+            "config": {
+                "crm_type": "hubspot",
+                "crm_api_key": "OLD-crm-secret-000",
+                "llm_profile": "openai",
+            },
+        }
+    )
+    await set_mode(client, auth, crm["id"], "require_approval", bundle="default-safe")
+    secret = "NEW-crm-SECRET-123456"
+    # a blank name is what default-safe denies here; its require_approval mode parks the update
+    changes = {
+        "name": " ",
+        "config": {"crm_type": "hubspot", "crm_api_key": secret, "llm_profile": "openai"},
+    }
+
+    parked = await client.patch(
+        f"/api/v1/agents/{crm['id']}", json=changes, headers=auth("developer")
+    )
+    assert parked.status_code == 202, parked.text
+    listed = await client.get(
+        "/api/v1/approvals", params={"status": "pending"}, headers=auth("security")
+    )
+    assert listed.status_code == 200
+    assert secret not in listed.text
+    mine = [a for a in listed.json()["items"] if a["id"] == parked.json()["approval_id"]]
+    assert mine[0]["payload"]["changes"]["config"]["crm_api_key"] == "***"

@@ -79,6 +79,9 @@ async def test_the_same_key_with_another_body_is_409(
 async def test_keys_are_per_tenant(client: httpx.AsyncClient, auth: Any, snapshot: Any) -> None:
     idem, body = key(), {**DIRECT, "name": "Per Tenant"}
     before = await snapshot()
+    kept_before = {
+        t: await IdempotencyKey.count().where(IdempotencyKey.tenant == t) for t in (TENANT, OTHER)
+    }
     mine = await create(client, auth("admin"), body, idem)
     theirs = await create(client, auth("admin", tenant=OTHER), body, idem)
     assert (mine.status_code, theirs.status_code) == (201, 201), theirs.text
@@ -87,10 +90,12 @@ async def test_keys_are_per_tenant(client: httpx.AsyncClient, auth: Any, snapsho
     after = await snapshot()
     assert after.agents == before.agents + 2
     assert after.decisions == {t: n + 1 for t, n in before.decisions.items()}
-    rows = await IdempotencyKey.select(IdempotencyKey.tenant).where(
-        IdempotencyKey.id.is_in([f"{TENANT}:{idem}", f"{OTHER}:{idem}"])
+    kept_after = {
+        t: await IdempotencyKey.count().where(IdempotencyKey.tenant == t) for t in (TENANT, OTHER)
+    }
+    assert kept_after == {t: n + 1 for t, n in kept_before.items()}, (
+        "one stored response per tenant"
     )
-    assert sorted(r["tenant"] for r in rows) == sorted([TENANT, OTHER])
     # Each tenant's replay is its own first response.
     replay = await create(client, auth("admin", tenant=OTHER), body, idem)
     assert replay.headers[REPLAYED] == "true"
@@ -168,3 +173,13 @@ async def test_a_refused_credential_claims_no_key(
     created = await create(client, auth("admin"), body, idem)
     assert created.status_code == 201, created.text
     assert REPLAYED not in created.headers
+
+
+async def test_keys_are_per_caller(client: httpx.AsyncClient, auth: Any, snapshot: Any) -> None:
+    """Another user of the same tenant replaying a key would skip their own role checks."""
+    idem, body = key(), {**DIRECT, "name": "Per Caller"}
+    first = await create(client, auth("admin", subject="usr_first"), body, idem)
+    second = await create(client, auth("admin", subject="usr_second"), body, idem)
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert REPLAYED not in second.headers
+    assert first.json()["id"] != second.json()["id"]
