@@ -146,7 +146,14 @@ class BundleService:
             archive=base64.b64encode(archive).decode(),
             created_at=utcnow(),
         )
-        await Bundle.insert(row)
+        try:
+            await Bundle.insert(row)
+        except (
+            Exception
+        ) as exc:  # the unique (tenant, name, revision) index: a concurrent upload won
+            raise ConflictError(
+                f"revision `{bundle.revision}` of `{name}` is already stored"
+            ) from exc
         return _row_view(row.to_dict())
 
     async def list_all(self, caller: Caller) -> dict[str, Any]:

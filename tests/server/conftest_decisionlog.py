@@ -180,10 +180,15 @@ class RawSql:
             self.sql("DELETE FROM decisions WHERE tenant = ? AND seq = ?", tenant, seq)
 
     def swap_seq(self, tenant: str, a: int, b: int) -> None:
+        # An attacker with DDL rights drops the unique (tenant, seq) index first.
+        self.sql("DROP INDEX IF EXISTS decisions_tenant_seq")
         where = "WHERE tenant = ? AND seq IN (?, ?)"
         self.sql(f"UPDATE decisions SET seq = ? - seq {where}", a + b, tenant, a, b)
 
     def duplicate(self, tenant: str, seq: int, new_id: str) -> None:
+        self.sql(
+            "DROP INDEX IF EXISTS decisions_tenant_seq"
+        )  # as an attacker with DDL rights would
         rest = "tenant, seq, created_at, action, principal_id, resource_type, resource_id, "
         rest += "allowed, outcome, record, prev_hash, hash"
         copy = f"SELECT ?, {rest} FROM decisions WHERE tenant = ? AND seq = ?"

@@ -470,3 +470,16 @@ def test_cli_export_head_without_a_signed_head_fails(
 ) -> None:
     code, out, err = run_cli(capsys, *cli_db("export-head"))
     assert (code, out) == (1, "") and "no signed head" in err
+
+
+async def test_the_database_refuses_a_duplicated_seq_outright(tmp_path: Path) -> None:
+    """Without DDL rights, a duplicated or swapped sequence number is refused by the unique index."""
+    db = sqlite3.connect(migrate(tmp_path))
+    row = (
+        "INSERT INTO decisions (id, tenant, seq, created_at, action, principal_id, resource_type, "
+        "resource_id, allowed, outcome, record, prev_hash, hash) VALUES (?, 't', 1, '2026-01-01', 'a', 'p', "
+        "'r', 'i', 1, 'allow', '{}', '', '')"
+    )
+    db.execute(row, ("d1",))
+    with pytest.raises(sqlite3.IntegrityError):
+        db.execute(row, ("d2",))
