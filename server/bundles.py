@@ -209,6 +209,18 @@ class BundleService:
             raise InvalidInputError(f"{exc.code}: {exc.message}") from exc
         return bundles
 
+    async def _still_valid(self, row: dict[str, Any], keys: dict[str, VerificationKey]) -> None:
+        """Verify a stored revision again at activation: its signer may have been removed from the
+        tenant's trusted keys, or its signature's validity window may have closed since upload."""
+        archive = await Bundle.select(Bundle.archive).where(Bundle.id == row["id"]).first()
+        files = read_tarball(base64.b64decode(archive["archive"] if archive else ""), row["name"])
+        try:
+            verify_files(files, keys, now=utcnow())
+        except SignatureError as exc:
+            raise InvalidInputError(
+                f"{exc.code}: revision `{row['revision']}` no longer verifies: {exc.message}"
+            ) from exc
+
     async def activate(
         self, caller: Caller, name: str, revision: str, trace: str, *, shadow: bool = False
     ) -> dict[str, Any]:
@@ -219,7 +231,9 @@ class BundleService:
                 f"revision `{revision}` of `{name}` is the active one; only another revision can shadow it"
             )
         await self.candidate(caller, name, revision)
-        trusted = sorted((await self._trusted(caller.tenant)).keys())
+        keys = await self._trusted(caller.tenant)
+        await self._still_valid(row, keys)
+        trusted = sorted(keys)
         resource = Resource(
             type="bundle",
             id=name,
