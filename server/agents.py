@@ -20,7 +20,7 @@ from server.db.tables import (
     PolicyEnforcement,
     Tool,
 )
-from server.errors import InvalidInputError, NotFoundError
+from server.errors import ConflictError, InvalidInputError, NotFoundError
 from server.gate import Gate, Parked
 from server.masking import mask
 from server.schemas import AgentCreate, AgentUpdate
@@ -164,6 +164,29 @@ class AgentService:
             "items": [await self.view(caller, r) for r in page],
             "next": page[-1]["id"] if len(rows) > limit else None,
         }
+
+    async def touch(
+        self, caller: Caller, agent_id: str, seen: datetime, values: dict[Any, Any] | None = None
+    ) -> None:
+        """Change the agent only if it is still as it was when the request was decided.
+
+        Decisions are evaluated from state read before their transaction; a
+        concurrent change in between (a tool bound, a model swapped) must not
+        ride on a decision that never saw it: 409, and nothing is written.
+        """
+        changed = (
+            await Agent.update({Agent.updated_at: utcnow(), **(values or {})})
+            .where(
+                (Agent.id == agent_id)
+                & (Agent.tenant == caller.tenant)
+                & (Agent.updated_at == seen)
+            )
+            .returning(Agent.id)
+        )
+        if not changed:
+            raise ConflictError(
+                f"agent `{agent_id}` changed while this request was decided; send it again"
+            )
 
     async def modes(self, caller: Caller, agent_id: str) -> dict[str, Mode]:
         """The enforcement mode of each bundle attached to the agent."""
@@ -324,7 +347,7 @@ class AgentService:
 
         async def store(decision: Decision) -> None:
             now = utcnow()
-            values: dict[Any, Any] = {Agent.updated_at: now}
+            values: dict[Any, Any] = {}
             for column, key in (
                 (Agent.name, "name"),
                 (Agent.model, "model"),
@@ -333,9 +356,7 @@ class AgentService:
             ):
                 if key in changes:
                     values[column] = changes[key]
-            await Agent.update(values).where(
-                (Agent.id == agent_id) & (Agent.tenant == caller.tenant)
-            )
+            await self.touch(caller, agent_id, row["updated_at"], values)
             if body.tool_ids is not None:
                 await AgentToolBinding.delete().where(
                     (AgentToolBinding.tenant == caller.tenant)

@@ -34,9 +34,10 @@ class BindingService:
             ]
         }
 
-    async def _agent_context(self, caller: Caller, agent_id: str) -> dict[str, Any]:
+    async def _agent_context(self, caller: Caller, agent_id: str) -> tuple[dict[str, Any], Any]:
+        """The agent as a decision's context sees it, and the version the change must find."""
         row = await self._agents.row(caller, agent_id)
-        return {"id": agent_id, "tenant": caller.tenant, "status": row["status"]}
+        return {"id": agent_id, "tenant": caller.tenant, "status": row["status"]}, row["updated_at"]
 
     async def bind(
         self,
@@ -48,7 +49,7 @@ class BindingService:
         approval: str | None = None,
     ) -> dict[str, Any]:
         """Gate `tool.bind`, then bind."""
-        agent = await self._agent_context(caller, agent_id)
+        agent, seen = await self._agent_context(caller, agent_id)
         tool = (
             await Tool.select()
             .where((Tool.tenant == caller.tenant) & (Tool.name == tool_id))
@@ -71,6 +72,7 @@ class BindingService:
         }
 
         async def store(_: Decision) -> None:
+            await self._agents.touch(caller, agent_id, seen)
             await AgentToolBinding.insert(
                 AgentToolBinding(
                     id=new_id("atb"),
@@ -102,7 +104,7 @@ class BindingService:
         self, caller: Caller, agent_id: str, tool_id: str, trace: str, approval: str | None = None
     ) -> dict[str, Any]:
         """Gate `tool.unbind`, then unbind."""
-        agent = await self._agent_context(caller, agent_id)
+        agent, seen = await self._agent_context(caller, agent_id)
         where = (
             (AgentToolBinding.tenant == caller.tenant)
             & (AgentToolBinding.agent_id == agent_id)
@@ -113,6 +115,7 @@ class BindingService:
         resource = Resource(type="tool", id=tool_id, tenant=caller.tenant, attributes={})
 
         async def store(_: Decision) -> None:
+            await self._agents.touch(caller, agent_id, seen)
             await AgentToolBinding.delete().where(where)
 
         governed = await self._gate.govern(
@@ -154,6 +157,7 @@ class BindingService:
         )
 
         async def store(_: Decision) -> None:
+            await self._agents.touch(caller, agent_id, row["updated_at"])
             if await PolicyEnforcement.exists().where(where):
                 await PolicyEnforcement.update({PolicyEnforcement.mode: mode.value}).where(where)
             else:

@@ -77,8 +77,8 @@ class AgentLifecycle:
                     created_at=now,
                 )
             )
-            await Agent.update({Agent.status: "deployed", Agent.updated_at: now}).where(
-                (Agent.id == agent_id) & (Agent.tenant == caller.tenant)
+            await self._agents.touch(
+                caller, agent_id, row["updated_at"], {Agent.status: "deployed"}
             )
 
         governed = await self._gate.govern(
@@ -107,9 +107,8 @@ class AgentLifecycle:
         )
 
         async def store(decision: Decision) -> None:
-            now = utcnow()
-            await Agent.update({Agent.status: "disabled", Agent.updated_at: now}).where(
-                (Agent.id == agent_id) & (Agent.tenant == caller.tenant)
+            await self._agents.touch(
+                caller, agent_id, row["updated_at"], {Agent.status: "disabled"}
             )
             await Deployment.update({Deployment.status: "stopped"}).where(
                 (Deployment.tenant == caller.tenant)
