@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from engine.bundle import bundle_from_files, read_tarball, sign_files, write_tarball
-from engine.bundle.files import SIGNATURES_FILE, read_directory
+from engine.bundle.files import SIGNATURES_FILE, build_sources
 from server.auth import TokenService, utcnow
 from server.catalog import Catalog
 from server.db.engine import bind, engine_for
@@ -195,8 +195,7 @@ async def ensure_tenant(name: str) -> tuple[str, bool]:
 
 def build_signed(source: Path, keys: Keys) -> tuple[str, str, bytes]:
     """(name, revision, archive) of a shipped bundle, signed with the embedded key."""
-    files = {n: r for n, r in read_directory(source).items() if not n.endswith("_test.rego")}
-    files.pop(SIGNATURES_FILE, None)
+    files = build_sources(source)
     bundle = bundle_from_files(files, source.name)
     files[SIGNATURES_FILE] = sign_files(
         files, keys.bundle_private, algorithm="ES256", key_id=BUNDLE_KEY_ID, issued_at=utcnow()

@@ -108,6 +108,18 @@ def read_directory(root: Path, limits: Limits = DEFAULT_LIMITS) -> dict[str, byt
     return files
 
 
+def build_sources(
+    root: Path, *, include_tests: bool = False, limits: Limits = DEFAULT_LIMITS
+) -> dict[str, bytes]:
+    """The files a bundle built from ``root`` holds: no old signature, and no Rego tests
+    unless ``include_tests``."""
+    files = read_directory(root, limits)
+    files.pop(SIGNATURES_FILE, None)
+    if include_tests:
+        return files
+    return {name: raw for name, raw in files.items() if not name.endswith("_test.rego")}
+
+
 def read_tarball(
     blob: bytes, origin: str = "bundle", limits: Limits = DEFAULT_LIMITS
 ) -> dict[str, bytes]:

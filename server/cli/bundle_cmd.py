@@ -21,7 +21,7 @@ from engine.bundle import (
 )
 from engine.bundle.bundle import default_bundle_name
 from engine.bundle.canonical import file_digest
-from engine.bundle.files import MANIFEST_FILE, SIGNATURES_FILE, read_directory
+from engine.bundle.files import MANIFEST_FILE, SIGNATURES_FILE, build_sources, read_directory
 from engine.bundle.manifest import parse_manifest
 from engine.bundle.signing import ALGORITHMS
 from engine.errors import SignatureError
@@ -71,11 +71,7 @@ def _name(files: dict[str, bytes], fallback: str) -> str:
 def cmd_build(args: argparse.Namespace) -> int:
     """Load, compile, optionally sign, and write a bundle archive."""
     source = Path(args.source)
-    files = read_directory(source)
-    if not args.include_tests:
-        files = {n: r for n, r in files.items() if not n.endswith("_test.rego")}
-    files.pop(SIGNATURES_FILE, None)
-    files = _with_revision(files, args.revision)
+    files = _with_revision(build_sources(source, include_tests=args.include_tests), args.revision)
     bundle = bundle_from_files(files, _name(files, source.resolve().name))
     compile_bundles([bundle])
     if args.signing_key:
