@@ -1,16 +1,24 @@
-"""The Litestar application: routes under `/api/v1` (and the original `/api`), errors mapped once."""
+"""The Litestar application: routes under `/api/v1` (and the original `/api`), errors mapped once.
+
+Every request gets a request id, a server span (continuing an incoming W3C
+``traceparent``) and request metrics; ``GET /metrics`` serves Prometheus.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from litestar import Litestar, Request, Response, Router
 from litestar.config.app import AppConfig
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.plugins.opentelemetry import OpenTelemetryConfig
+from litestar.plugins.prometheus import PrometheusConfig
+from litestar.types import Scope
 from piccolo.engine.postgres import PostgresEngine
 
 from server.api.agents import AgentController
@@ -19,12 +27,23 @@ from server.api.bundles import BundleController
 from server.api.catalog import CatalogController
 from server.api.decisions import DecisionController
 from server.api.deps import caller
-from server.api.health import health, ready
+from server.api.health import health, metrics, ready
 from server.api.latentbox import LatentBoxController
 from server.api.tools import ToolController
-from server.errors import AppError
+from server.auth import Caller
+from server.errors import AppError, RateLimitedError
 from server.idempotency import idempotency_middleware
+from server.logs import RequestContextMiddleware, bind_tenant
 from server.state import Services
+from server.telemetry import (
+    SKIP_TELEMETRY,
+    RouteSpanMiddleware,
+    configure_tracing,
+    mark_worker_exited,
+    observe_rate_limited,
+    set_span_attributes,
+    tracing_enabled,
+)
 
 log = logging.getLogger("aion.server")
 
@@ -41,6 +60,8 @@ _HTTP_CODES = {
 
 
 def _app_error(_: Request[Any, Any, Any], exc: AppError) -> Response[dict[str, Any]]:
+    if isinstance(exc, RateLimitedError):
+        observe_rate_limited()
     return Response(exc.body(), status_code=exc.status, headers=exc.headers())
 
 
@@ -96,6 +117,41 @@ def _document_errors(app: Litestar) -> None:
                 handler.responses = {**errors, **(handler.responses or {})}
 
 
+async def _caller(request: Request[object, object, State], state: State) -> Caller:
+    """The authenticated caller, with its tenant noted on the request's span and log lines."""
+    who = await caller(request, state)
+    bind_tenant(who.tenant)
+    set_span_attributes({"aion.tenant": who.tenant})
+    log.debug("caller %s (%s) of tenant %s", who.subject, who.kind, who.tenant)
+    return who
+
+
+def _span_details(scope: Scope) -> tuple[str, dict[str, Any]]:
+    # Litestar runs the OpenTelemetry middleware around routing (so 404s are traced too): the
+    # route is not known yet. The span is named by its method until RouteSpanMiddleware renames it.
+    return str(scope.get("method", "")) or str(scope.get("type", "")), {}
+
+
+def _middleware(services: Services) -> list[Any]:
+    """The server span, request ids, its route, request metrics, then idempotency."""
+    # ASGI middleware classes of our own: Litestar's types want its own ASGI scope types.
+    layers: list[Any] = [cast(Any, RequestContextMiddleware)]
+    if tracing_enabled(services.settings):
+        tracing = OpenTelemetryConfig(
+            scope_span_details_extractor=_span_details,
+            exclude_spans=["receive", "send"],
+            exclude="^/metrics$",
+        )
+        layers = [tracing.middleware, *layers, cast(Any, RouteSpanMiddleware)]
+    if services.settings.metrics_enabled:
+        counting = PrometheusConfig(
+            app_name="aion", prefix="aion_http", group_path=True, exclude_opt_key=SKIP_TELEMETRY
+        )
+        layers.append(counting.middleware)
+    layers.append(idempotency_middleware(services))
+    return layers
+
+
 def _routes() -> list[Any]:
     return [
         health,
@@ -111,14 +167,18 @@ def _routes() -> list[Any]:
 
 
 def create_app(services: Services) -> Litestar:
-    """The ASGI app over already-built services."""
+    """The ASGI app over already-built services (installs this process's tracing on first use)."""
+    configure_tracing(services.settings)
+    handlers: list[Any] = [
+        Router(path="/api/v1", route_handlers=_routes()),
+        Router(path="/api", route_handlers=_routes(), include_in_schema=False),
+    ]
+    if services.settings.metrics_enabled:
+        handlers.append(metrics)
     config = AppConfig(
-        route_handlers=[
-            Router(path="/api/v1", route_handlers=_routes()),
-            Router(path="/api", route_handlers=_routes(), include_in_schema=False),
-        ],
-        dependencies={"caller": Provide(caller)},
-        middleware=[idempotency_middleware(services)],
+        route_handlers=handlers,
+        dependencies={"caller": Provide(_caller)},
+        middleware=_middleware(services),
         exception_handlers={
             AppError: _app_error,
             ValidationException: _validation,
@@ -149,6 +209,7 @@ def create_app(services: Services) -> Litestar:
         close = getattr(services.db, "close", None)
         if close is not None:
             await close()
+        mark_worker_exited(services.settings.metrics_multiproc_dir)
 
     config.on_startup.append(open_database)
     config.on_shutdown.append(close_database)

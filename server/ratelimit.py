@@ -102,7 +102,7 @@ class RedisBucketStore:
     """
 
     def __init__(self, url: str) -> None:
-        self._redis = redis.from_url(url)
+        self._redis = redis.from_url(url)  # type: ignore[no-untyped-call]  # untyped in redis-py 5
         self._take = self._redis.register_script(_TAKE)
 
     async def take(self, key: str, per_minute: int, burst: int) -> float:

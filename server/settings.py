@@ -51,6 +51,37 @@ class Settings:
     """Evaluation time after which a decision is denied."""
     latentbox_enabled: bool = False
     """Serve the LatentBox tool discovery endpoints."""
+    log_format: str = "json"
+    """``json`` (one object per line) or ``text``: the log lines of ``aion serve``, access log included."""
+    log_level: str = "info"
+    """Least severe level logged by ``aion serve`` (``debug``, ``info``, ``warning``, ``error``)."""
+    access_log: bool = True
+    """Log one line per HTTP request (uvicorn's access log, in ``log_format``)."""
+    metrics_enabled: bool = True
+    """Serve Prometheus metrics at ``GET /metrics`` (unauthenticated, not in the OpenAPI schema)."""
+    metrics_multiproc_dir: str = ""
+    """Directory of prometheus-client's multiprocess mode (a file per worker, summed at scrape).
+
+    ``aion serve`` sets it to ``<data_dir>/metrics`` and exports it to its
+    workers as ``PROMETHEUS_MULTIPROC_DIR`` too (prometheus-client reads that
+    itself at import); empty: each process serves its own metrics.
+    """
+    otel_service_name: str = "aion-governance"
+    """``service.name`` of the spans this server exports."""
+    otel_exporter_otlp_endpoint: str = ""
+    """Base URL of an OTLP/HTTP collector (``http://collector:4318``; ``/v1/traces`` is appended).
+
+    Empty (the default): no spans unless ``otel_tracing``; decisions and logs still carry the
+    trace id of an incoming ``traceparent`` (or the request id).
+    """
+    otel_console_exporter: bool = False
+    """Also print every finished span to stdout (debugging)."""
+    otel_sample_ratio: float = 1.0
+    """Share of new traces recorded (0.0-1.0); an incoming ``traceparent``'s sampled flag wins."""
+    otel_tracing: bool = False
+    """Make a span for every request even without an exporter set here (for an embedding
+    program's own span processors). On whenever an exporter is set; off otherwise, because
+    spans nobody exports cost about a tenth of a decision's time."""
     policies_dir: Path = field(
         default_factory=lambda: Path(__file__).resolve().parent.parent / "policies"
     )

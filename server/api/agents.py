@@ -14,6 +14,7 @@ from server.api.deps import services
 from server.auth import Caller
 from server.lifecycle import AgentLifecycle
 from server.schemas import AgentCreate, AgentDisable, AgentUpdate
+from server.telemetry import current_trace_id
 
 
 def _agents(state: State) -> AgentService:
@@ -27,7 +28,13 @@ def _lifecycle(state: State) -> AgentLifecycle:
 
 
 def trace_id(request: Request[Any, Any, Any]) -> str:
-    """The caller's trace id (W3C traceparent or X-Request-Id), for the decision record."""
+    """The trace id for the decision record: the request span's (32 hex characters).
+
+    Without a valid span: the caller's W3C ``traceparent`` trace id, else ``X-Request-Id``.
+    """
+    current = current_trace_id()
+    if current:
+        return current
     parent = request.headers.get("traceparent", "")
     parts = parent.split("-")
     return parts[1] if len(parts) == 4 else request.headers.get("x-request-id", "")

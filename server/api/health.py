@@ -1,4 +1,4 @@
-"""Liveness and readiness."""
+"""Liveness, readiness and Prometheus metrics (none of them needs a credential)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from litestar.datastructures import State
 
 from server.api.deps import services
 from server.db.tables import Tenant
+from server.telemetry import SKIP_TELEMETRY, metrics_exposition
 
 
 @get("/health", summary="Liveness", tags=["health"])
@@ -36,3 +37,16 @@ async def ready(state: State) -> Response[dict[str, Any]]:
     return Response(
         {"status": "ready" if ok else "not_ready", "checks": checks}, status_code=200 if ok else 503
     )
+
+
+@get(
+    "/metrics",
+    summary="Prometheus metrics (text exposition format)",
+    include_in_schema=False,
+    opt={SKIP_TELEMETRY: True},
+    sync_to_thread=False,
+)
+def metrics(state: State) -> Response[bytes]:
+    """Every metric of this process, or of every worker under ``aion serve``."""
+    body, content_type = metrics_exposition(services(state).settings.metrics_multiproc_dir)
+    return Response(body, media_type=content_type)

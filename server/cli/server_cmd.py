@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import logging.config
 import os
 import secrets
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,9 @@ from server.bootstrap import (
 )
 from server.cli.common import EXIT_OK, fail
 from server.db.tables import ApiKey, Tenant
+from server.logs import logging_config
 from server.settings import Settings
+from server.telemetry import prepare_multiproc_dir
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -50,9 +55,24 @@ async def _prepare(settings: Settings) -> str | None:
     )
 
 
+def _observability(settings: Settings) -> Settings:
+    """Check the log settings; with several workers, their shared (emptied) metrics directory."""
+    if settings.log_format not in ("json", "text"):
+        fail(f"AION_LOG_FORMAT must be `json` or `text`, not `{settings.log_format}`")
+    if settings.log_level.upper() not in logging.getLevelNamesMapping():
+        fail(f"AION_LOG_LEVEL `{settings.log_level}` is not a logging level (debug, info, ...)")
+    if not settings.metrics_enabled or settings.workers <= 1:
+        return settings
+    directory = settings.metrics_multiproc_dir or str(settings.data_dir.resolve() / "metrics")
+    prepare_multiproc_dir(Path(directory))
+    return replace(settings, metrics_multiproc_dir=directory)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Prepare the embedded default (or the configured database) and run the server."""
-    settings = _settings(args)
+    settings = _observability(_settings(args))
+    log_config = logging_config(settings)
+    logging.config.dictConfig(log_config)
     migrate(settings)
     token = asyncio.run(_prepare(settings))
     if token:
@@ -63,8 +83,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         {
             "AION_DATA_DIR": str(settings.data_dir),
             "AION_DATABASE_URL": settings.database_url,
+            "AION_METRICS_MULTIPROC_DIR": settings.metrics_multiproc_dir,
         }
     )
+    if settings.metrics_multiproc_dir:
+        # prometheus-client reads this itself when a worker imports it.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = settings.metrics_multiproc_dir
     print(f"serving on http://{settings.host}:{settings.port} ({settings.workers} worker(s))")
     uvicorn.run(
         "server.asgi:create",
@@ -74,8 +98,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers=settings.workers,
         loop="uvloop",
         http="httptools",
-        log_level="warning",
-        access_log=False,
+        log_config=log_config,
+        log_level=settings.log_level.lower(),
+        access_log=settings.access_log,
     )
     return EXIT_OK
 

@@ -55,11 +55,12 @@ class Server:
             "AION_RATE_LIMIT_PER_MINUTE": "1000000000",
             "AION_RATE_LIMIT_BURST": "1000000000",
         }
+        self.log = (data_dir / "server.log").open("wb")
         self.proc = subprocess.Popen(
             [AION, "serve", "--port", str(self.port), "--workers", str(workers)],
             env=self.env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self.log,  # a file: a pipe nobody reads fills up and stalls the server
         )
         for _ in range(600):
             try:
@@ -67,7 +68,7 @@ class Server:
                 return
             except OSError as exc:
                 if self.proc.poll() is not None:
-                    err = self.proc.stderr.read().decode()[-2000:] if self.proc.stderr else ""
+                    err = (data_dir / "server.log").read_text()[-2000:]
                     raise RuntimeError(f"server exited: {err}") from exc
                 time.sleep(0.1)  # polling a child process's start-up, bounded (60 s)
         raise RuntimeError("server did not become ready in 60 s")
@@ -96,6 +97,7 @@ class Server:
             self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        self.log.close()
 
 
 def _count_decisions(tmp: str, database_url: str) -> int:

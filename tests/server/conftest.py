@@ -51,6 +51,7 @@ def _test_settings(**values: Any) -> Settings:
         rate_limit_per_minute=1_000_000,
         rate_limit_burst=1_000_000,
         decision_time_limit_ms=2000.0,
+        otel_tracing=True,  # spans for the telemetry tests; production turns them on with an exporter
         **values,
     )
 

@@ -32,7 +32,8 @@ from tests.server.api_support import (
 
 pytestmark = pytest.mark.anyio
 
-PUBLIC = re.compile(r"^/api(/v1)?/(health|ready)$|^/api/v1/schema")
+# Probes, the schema and the Prometheus scrape (docs/observability.md; AION_METRICS_ENABLED).
+PUBLIC = re.compile(r"^/api(/v1)?/(health|ready)$|^/api/v1/schema|^/metrics$")
 
 
 def _b64(doc: dict[str, Any]) -> str:
