@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -21,6 +23,9 @@ from server.settings import Settings
 
 ROLES = ("platform-admin", "admin", "security", "operator", "developer", "viewer", "auditor")
 API_KEY_PREFIX = "aion_"
+#: Verified tokens remembered (per process) and for how long at most; see ``TokenService.verify``.
+VERIFIED_CACHE_SIZE = 4096
+VERIFIED_CACHE_SECONDS = 60.0
 
 #: Which roles may use which part of the API (FIXTURES.md, "Roles and profiles").
 #: Policies decide the governed actions on top of this.
@@ -80,6 +85,9 @@ class TokenService:
         self._settings = settings
         self._secret = secret
         self._jwks = jwt.PyJWKClient(settings.jwks_url) if settings.jwks_url else None
+        # token -> (caller, not before, expiry, remembered until): a token's signature
+        # and claims never change, so a verified one is not verified again until then.
+        self._verified: OrderedDict[str, tuple[Caller, float, float, float]] = OrderedDict()
 
     def _key(self, token: str) -> Any:
         if self._jwks is not None:
@@ -92,7 +100,32 @@ class TokenService:
         return self._settings.jwt_public_key
 
     def verify(self, token: str, now: datetime) -> Caller:
-        """A caller from a bearer token, or 401."""
+        """A caller from a bearer token, or 401.
+
+        A token verified in the last ``VERIFIED_CACHE_SECONDS`` is not verified
+        again (signature checks were a tenth of a decision's time); its time
+        window is still checked on every use, and the bound keeps a key
+        removed from a JWKS endpoint from being honoured for longer than that.
+        """
+        at = now.timestamp()
+        known = self._verified.get(token)
+        if known is not None:
+            caller, not_before, expiry, until = known
+            if time.monotonic() < until and not_before <= at < expiry:
+                return caller
+            del self._verified[token]
+        caller, not_before, expiry = self._verify(token, now)
+        self._verified[token] = (
+            caller,
+            not_before,
+            expiry,
+            time.monotonic() + VERIFIED_CACHE_SECONDS,
+        )
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return caller
+
+    def _verify(self, token: str, now: datetime) -> tuple[Caller, float, float]:
         try:
             claims = jwt.decode(
                 token,
@@ -100,13 +133,28 @@ class TokenService:
                 algorithms=[self._settings.jwt_algorithm],
                 audience=self._settings.jwt_audience,
                 issuer=self._settings.jwt_issuer,
-                options={"require": ["exp", "sub", "iss", "aud"], "verify_iat": False},
-                leeway=0,
+                # The time claims are checked below against `now`, the server's one clock.
+                options={
+                    "require": ["exp", "sub", "iss", "aud"],
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
             )
         except jwt.PyJWTError as exc:
             raise UnauthorizedError(f"invalid token: {exc}") from exc
-        iat = claims.get("iat")
-        if isinstance(iat, int | float) and iat > now.timestamp() + 5:
+        at = now.timestamp()
+        exp, nbf, iat = (claims.get(k) for k in ("exp", "nbf", "iat"))  # `exp` is required
+        for name, value in (("exp", exp), ("nbf", nbf), ("iat", iat)):
+            if value is not None and (
+                not isinstance(value, int | float) or isinstance(value, bool)
+            ):
+                raise UnauthorizedError(f"invalid token: `{name}` must be a number")
+        if exp is None or at >= exp:
+            raise UnauthorizedError("invalid token: expired")
+        if nbf is not None and nbf > at:
+            raise UnauthorizedError("invalid token: not valid yet (nbf)")
+        if iat is not None and iat > at + 5:
             raise UnauthorizedError("invalid token: issued in the future")
         tenant = claims.get("tenant")
         if not isinstance(tenant, str) or not tenant:
@@ -114,7 +162,9 @@ class TokenService:
         kind = claims.get("kind", "user")
         if kind not in ("user", "service"):
             raise UnauthorizedError("token `kind` must be `user` or `service`")
-        return Caller(str(claims["sub"]), tenant, _clean_roles(claims.get("roles", [])), kind)
+        caller = Caller(str(claims["sub"]), tenant, _clean_roles(claims.get("roles", [])), kind)
+        not_before = max(nbf or 0, (iat or 0) - 5)  # the nbf and iat checks, as a window
+        return caller, float(not_before), float(exp or 0)
 
     def issue(
         self,

@@ -57,6 +57,9 @@ class DecisionLog(Protocol):
 
     def transaction(self) -> AbstractAsyncContextManager[Any]: ...
     async def append(self, tenant: str, record: dict[str, Any]) -> StoredDecision: ...
+    async def append_many(
+        self, tenant: str, records: Sequence[dict[str, Any]]
+    ) -> list[StoredDecision]: ...
     async def get(self, tenant: str, decision_id: str) -> StoredDecision | None: ...
     async def list(
         self,
@@ -197,6 +200,13 @@ class MemoryDecisionLog(_LogBase):
             head.seq, head.hash = row.seq, row.hash
             return row
 
+    async def append_many(
+        self, tenant: str, records: Sequence[dict[str, Any]]
+    ) -> list[StoredDecision]:
+        """Append ``records`` in order, all or none."""
+        async with self.transaction():
+            return [await self.append(tenant, record) for record in records]
+
     async def get(self, tenant: str, decision_id: str) -> StoredDecision | None:
         """The tenant's decision ``decision_id``; None for a missing or another tenant's one."""
         return next((r for r in self._rows.get(tenant, []) if r.id == decision_id), None)
@@ -265,31 +275,50 @@ class PiccoloDecisionLog(_LogBase):
             txn = engine.transaction()
         return txn
 
-    async def _bump(self, tenant: str) -> tuple[int, str]:
-        """Take the next seq (and the hash before it) under the tenant's head lock."""
+    async def _bump(self, tenant: str, count: int) -> tuple[int, str]:
+        """Take the next ``count`` seqs under the tenant's head lock: (first seq, hash before it)."""
         got: list[dict[str, Any]] = []
         for attempt in range(2):
-            bump = ChainHead.update({ChainHead.seq: ChainHead.seq + 1})
+            bump = ChainHead.update({ChainHead.seq: ChainHead.seq + count})
             bump = bump.where(ChainHead.tenant == tenant)
             got = await bump.returning(ChainHead.seq, ChainHead.hash).run()
             if got or attempt:
                 break
             first = ChainHead.insert(ChainHead(tenant=tenant, seq=0, hash=GENESIS))
             await first.on_conflict(action="DO NOTHING").run()
-        return int(got[0]["seq"]), str(got[0]["hash"] or GENESIS)
+        return int(got[0]["seq"]) - count + 1, str(got[0]["hash"] or GENESIS)
 
     async def append(self, tenant: str, record: dict[str, Any]) -> StoredDecision:
         """Append ``record`` as the tenant's next row, in the caller's open transaction."""
+        return (await self.append_many(tenant, [record]))[0]
+
+    async def append_many(
+        self, tenant: str, records: Sequence[dict[str, Any]]
+    ) -> list[StoredDecision]:
+        """Append ``records`` as the tenant's next rows, in the caller's open transaction.
+
+        Three statements however many records: take the seqs, insert the rows
+        (their hashes chained here), move the head's hash.
+        """
         if not self._bound().transaction_exists():
             raise DecisionLogError("append must run inside the caller's transaction")
-        record = _normalize(record)
-        _columns(record)  # refuse a bad record before taking the head lock
-        seq, prev = await self._bump(tenant)
-        row = _make_row(tenant, seq, prev, record)
-        values = {**row.__dict__, "record": canonical_json(record).decode()}
-        await Decision.insert(Decision(**values)).run()
-        await ChainHead.update({ChainHead.hash: row.hash}).where(ChainHead.tenant == tenant).run()
-        return row
+        if not records:
+            return []
+        normalized = [_normalize(record) for record in records]
+        for record in normalized:
+            _columns(record)  # refuse a bad record before taking the head lock
+        seq, prev = await self._bump(tenant, len(normalized))
+        rows: list[StoredDecision] = []
+        for offset, record in enumerate(normalized):
+            rows.append(_make_row(tenant, seq + offset, prev, record))
+            prev = rows[-1].hash
+        values = [
+            Decision(**{**row.__dict__, "record": canonical_json(row.record).decode()})
+            for row in rows
+        ]
+        await Decision.insert(*values).run()
+        await ChainHead.update({ChainHead.hash: prev}).where(ChainHead.tenant == tenant).run()
+        return rows
 
     async def get(self, tenant: str, decision_id: str) -> StoredDecision | None:
         """The tenant's decision ``decision_id``; None for a missing or another tenant's one."""

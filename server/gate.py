@@ -35,8 +35,10 @@ from server.auth import Caller, utcnow
 from server.db.tables import Approval
 from server.decisionlog import DecisionLog
 from server.errors import AppError, ApprovalPendingError, PolicyDeniedError, UnavailableError
+from server.groupcommit import GroupCommitter
 from server.masking import mask
 from server.policies import PolicyService
+from server.telemetry import decision_span, observe_decision
 
 T = TypeVar("T")
 
@@ -136,6 +138,7 @@ class Gate:
         self.policies = policies
         self._log = log
         self._limit_us = time_limit_ms * 1000
+        self._committer = GroupCommitter(log, self)
 
     async def evaluate(
         self,
@@ -146,6 +149,20 @@ class Gate:
         mode: Mode = Mode.ENFORCE,
     ) -> tuple[Decision, DecisionRequest]:
         """The decision for one request (nothing recorded yet)."""
+        with decision_span(action):
+            decision, request = await self._evaluate(caller, action, resource, context, mode)
+            engines = {e.engine: e.duration_us for e in decision.engines if e.participated}
+            observe_decision(action, decision.outcome.value, decision.duration_us, engines)
+        return decision, request
+
+    async def _evaluate(
+        self,
+        caller: Caller,
+        action: str,
+        resource: Resource,
+        context: dict[str, Any],
+        mode: Mode,
+    ) -> tuple[Decision, DecisionRequest]:
         request = DecisionRequest(
             action=action, principal=caller.principal(), resource=resource, context=context
         )
@@ -175,24 +192,30 @@ class Gate:
         )
         return decision, request
 
-    async def record(self, tenant: str, record: dict[str, Any]) -> None:
-        """Append a decision record in the caller's transaction; sign the chain head now and then.
+    async def record(self, tenant: str, *records: dict[str, Any]) -> None:
+        """Append decision records in the caller's transaction; sign the chain head now and then.
 
         The head is signed when this process has not signed the tenant's head
         for ``SIGN_EVERY_SECONDS`` or ``SIGN_EVERY_RECORDS`` appends, so a
         truncation is detectable up to at most that many of the latest
         records (signing every record cost two statements per decision).
         """
-        await self._log.append(tenant, record)
+        await self._log.append_many(tenant, records)
         if self._chain_key is None:
             return
         now = time.monotonic()
         last, count = self._signed.get(tenant, (0.0, 0))
-        if now - last >= SIGN_EVERY_SECONDS or count + 1 >= SIGN_EVERY_RECORDS:
+        count += len(records)
+        if now - last >= SIGN_EVERY_SECONDS or count >= SIGN_EVERY_RECORDS:
             await self._log.sign_head(tenant, self._chain_key)
             self._signed[tenant] = (now, 0)
         else:
-            self._signed[tenant] = (last, count + 1)
+            self._signed[tenant] = (last, count)
+
+    async def commit(self, tenant: str, records: list[dict[str, Any]]) -> None:
+        """Append records that allow no change (ad-hoc decisions), sharing transactions with
+        concurrent requests (group commit); returns once they are committed, all or none."""
+        await self._committer.append(tenant, records)
 
     async def shadow(self, caller: Caller, request: DecisionRequest) -> dict[str, Any] | None:
         """What the tenant's shadow revisions would have decided (recorded, no effect)."""
@@ -240,11 +263,13 @@ class Gate:
         approval_id = ""
         try:
             async with self._log.transaction():
-                await self.record(caller.tenant, record)
+                # The change first, the record last: the tenant's chain head is locked
+                # from the append to the commit, so it is held for as short as possible.
                 if decision.outcome is Outcome.ALLOW and apply is not None:
                     value = await apply(decision)
                 elif decision.outcome is Outcome.PENDING_APPROVAL and park is not None:
                     approval_id = await park.store(caller, decision.decision_id)
+                await self.record(caller.tenant, record)
         except AppError:
             raise
         except Exception as exc:  # the record or the change failed: nothing was committed

@@ -71,9 +71,7 @@ async def _decide(
     evaluated = [await _evaluate(state, caller, item, trace) for item in items]
     svc = services(state)
     try:
-        async with svc.log.transaction():
-            for _, record in evaluated:
-                await svc.gate.record(caller.tenant, record)
+        await svc.gate.commit(caller.tenant, [record for _, record in evaluated])
     except Exception as exc:  # no decision without a record: refuse rather than answer
         raise UnavailableError(
             f"the decision could not be recorded ({type(exc).__name__})"

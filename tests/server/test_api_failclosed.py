@@ -210,11 +210,12 @@ async def refusing_inserts(svc: Services, table: str) -> AsyncIterator[None]:
 
 @asynccontextmanager
 async def append_raises(svc: Services, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None]:
-    async def append(tenant: str, record: dict[str, Any]) -> Any:
+    async def append(tenant: str, *_records: Any) -> Any:
         raise OSError("decision log volume is read-only")
 
     with monkeypatch.context() as patch:
         patch.setattr(svc.log, "append", append)
+        patch.setattr(svc.log, "append_many", append)
         yield
 
 
