@@ -1,0 +1,142 @@
+"""The subprocess runtime with real tiny Python children (outcomes, never durations)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import select
+import sys
+from pathlib import Path
+
+import pytest
+
+from kernel.model import RunOutcome, TaskSpec
+from kernel.runtime import RunContext
+from kernel.runtimes.subprocess import SubprocessConfig, SubprocessRuntime
+
+pytestmark = pytest.mark.anyio
+
+
+def _runtime(tmp_path: Path, script: str, **config: object) -> SubprocessRuntime:
+    source = tmp_path / "agent.py"
+    source.write_text(script)
+    cfg = SubprocessConfig(base_dir=tmp_path / "runs", **config)  # type: ignore[arg-type]
+    return SubprocessRuntime(cfg, lambda task: [sys.executable, "-I", str(source)])
+
+
+def _task(payload: dict[str, object] | None = None, timeout_s: float = 30.0) -> TaskSpec:
+    return TaskSpec(
+        task_id="task-1", tenant="t1", agent_id="a1", timeout_s=timeout_s, payload=payload or {}
+    )
+
+
+def _ctx(run_id: str = "run-1") -> RunContext:
+    return RunContext(
+        run_id=run_id,
+        task_id="task-1",
+        attempt=1,
+        worker_id="w1",
+        run_token="secret-token",
+        tool_call_url="http://127.0.0.1:8000/api/v1/runs/run-1/tool-calls",
+    )
+
+
+ECHO = """
+import json, os, pathlib, sys
+data = json.load(sys.stdin)
+out = pathlib.Path("out")
+(out / "result.json").write_text(json.dumps({"doubled": data["n"] * 2}))
+(out / "sub").mkdir()
+(out / "sub" / "note.txt").write_bytes(b"nested")
+print(json.dumps({"env": dict(os.environ), "cwd": os.getcwd()}))
+"""
+
+
+async def test_success_with_stdin_env_and_artifacts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AION_SECRET_OF_THE_PARENT", "must-not-leak")
+    result = await _runtime(tmp_path, ECHO).run(_task({"n": 21}), _ctx())
+    assert result.outcome is RunOutcome.SUCCEEDED, result.stderr
+    assert result.exit_code == 0
+    seen = json.loads(result.stdout)
+    workdir = str(tmp_path / "runs" / "run-1")
+    assert seen["cwd"] == workdir
+    env = seen["env"]
+    env.pop("LC_CTYPE", None)  # the interpreter may add it under a C locale
+    assert env == {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": workdir,
+        "LANG": "C.UTF-8",
+        "AION_RUN_ID": "run-1",
+        "AION_RUN_TOKEN": "secret-token",
+        "AION_TOOL_CALL_URL": "http://127.0.0.1:8000/api/v1/runs/run-1/tool-calls",
+        "AION_TASK_ID": "task-1",
+        "AION_ATTEMPT": "1",
+    }
+    arts = {a.name: a for a in result.outputs}
+    assert sorted(arts) == ["result.json", "sub/note.txt"]
+    assert json.loads(arts["result.json"].data) == {"doubled": 42}
+    assert arts["sub/note.txt"].sha256 == hashlib.sha256(b"nested").hexdigest()
+    assert not (tmp_path / "runs" / "run-1").exists()  # the workdir is removed
+
+
+@pytest.mark.parametrize(
+    ("code", "outcome"),
+    [(75, RunOutcome.FAILED_RETRYABLE), (3, RunOutcome.FAILED_PERMANENT)],
+)
+async def test_exit_codes_map_to_outcomes(tmp_path: Path, code: int, outcome: RunOutcome) -> None:
+    result = await _runtime(tmp_path, f"import sys; sys.exit({code})").run(_task(), _ctx())
+    assert result.outcome is outcome
+    assert result.exit_code == code
+
+
+async def test_memory_limit_stops_a_greedy_child(tmp_path: Path) -> None:
+    greedy = "x = bytearray(2 * 1024 * 1024 * 1024)\nprint('allocated')"
+    runtime = _runtime(tmp_path, greedy, memory_bytes=512 * 1024 * 1024)
+    result = await runtime.run(_task(), _ctx())
+    assert result.outcome is RunOutcome.FAILED_PERMANENT
+    assert b"MemoryError" in result.stderr
+    assert b"allocated" not in result.stdout
+
+
+async def test_cpu_limit_kills_a_spinning_child(tmp_path: Path) -> None:
+    runtime = _runtime(tmp_path, "while True:\n    pass", cpu_seconds=1)
+    result = await runtime.run(_task(timeout_s=60.0), _ctx())
+    assert result.outcome is RunOutcome.FAILED_PERMANENT
+    assert "killed by signal" in result.cause
+
+
+async def test_wall_clock_timeout_kills_the_process_group(tmp_path: Path) -> None:
+    sleeper = """
+import subprocess, sys, time, pathlib
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+pathlib.Path("child.pid").write_text(str(child.pid))
+print("started", flush=True)
+time.sleep(600)
+"""
+    runtime = _runtime(tmp_path, sleeper, keep_workdir=True)
+    result = await runtime.run(_task(timeout_s=0.5), _ctx())
+    assert result.outcome is RunOutcome.TIMED_OUT
+    assert result.stdout == b"started\n"
+    pid = int((tmp_path / "runs" / "run-1" / "child.pid").read_text())
+    # The grandchild was killed with its group. A pidfd becomes readable when the
+    # process has exited (event-based, no polling); 600 s of sleep would not.
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return  # already gone and reaped
+    try:
+        readable, _, _ = select.select([fd], [], [], 30.0)
+    finally:
+        os.close(fd)
+    assert readable == [fd]
+
+
+async def test_output_is_capped(tmp_path: Path) -> None:
+    noisy = "import sys\nsys.stdout.write('x' * 100000)\nsys.stderr.write('y' * 100000)"
+    result = await _runtime(tmp_path, noisy, output_cap=1000).run(_task(), _ctx())
+    assert result.outcome is RunOutcome.SUCCEEDED
+    assert result.stdout == b"x" * 1000
+    assert result.stderr == b"y" * 1000
