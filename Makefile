@@ -39,7 +39,9 @@ fmt: setup
 bench: setup
 	$(BIN)/python tests/bench/bench_engine.py
 	services="$$(scripts/services.sh)" && export "$$services" && \
-	$(BIN)/python tests/bench/bench_server.py
+	redis="$$(scripts/redis.sh)" && export "$$redis" && \
+	$(BIN)/python tests/bench/bench_server.py && \
+	$(BIN)/python tests/bench/bench_dispatch.py
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache

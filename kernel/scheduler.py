@@ -47,6 +47,9 @@ class SchedulerConfig:
     """How often :meth:`Scheduler.serve` re-reads the store for lost work."""
     tool_call_url: str = ""
     """Tool-call API URL template; ``{run_id}`` is replaced by the run id."""
+    emit_queued: bool = True
+    """Emit ``queued`` when a task is taken in; off where the submit already recorded it
+    (the server writes it in the submit's transaction)."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
@@ -131,7 +134,7 @@ class Scheduler:
             heapq.heappush(self._timers, (rec.due_at or 0.0, next(self._seq), task_id))
         else:
             self.fair.push(spec)
-            if rec.state is TaskState.QUEUED:
+            if rec.state is TaskState.QUEUED and self.config.emit_queued:
                 await self._emit(EventKind.QUEUED, spec)
         self._touch()
         return True

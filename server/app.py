@@ -27,10 +27,13 @@ from server.api.bundles import BundleController
 from server.api.catalog import CatalogController
 from server.api.decisions import DecisionController
 from server.api.deps import caller
+from server.api.events import EventController
 from server.api.health import health, metrics, ready
 from server.api.latentbox import LatentBoxController
+from server.api.tasks import TaskController
 from server.api.tools import ToolController
 from server.auth import Caller
+from server.dispatch.port import RunningDispatch
 from server.errors import AppError, RateLimitedError
 from server.idempotency import idempotency_middleware
 from server.logs import RequestContextMiddleware, bind_tenant
@@ -163,6 +166,8 @@ def _routes() -> list[Any]:
         ApprovalController,
         LatentBoxController,
         DecisionController,
+        TaskController,
+        EventController,
     ]
 
 
@@ -211,8 +216,16 @@ def create_app(services: Services) -> Litestar:
             await close()
         mark_worker_exited(services.settings.metrics_multiproc_dir)
 
-    config.on_startup.append(open_database)
-    config.on_shutdown.append(close_database)
+    async def start_dispatch() -> None:
+        if isinstance(services.dispatch, RunningDispatch):
+            await services.dispatch.start()
+
+    async def stop_dispatch() -> None:
+        if isinstance(services.dispatch, RunningDispatch):
+            await services.dispatch.stop()
+
+    config.on_startup.extend([open_database, start_dispatch])
+    config.on_shutdown.extend([stop_dispatch, close_database])
     app = Litestar.from_config(config)
     _document_errors(app)
     app.state["services"] = services

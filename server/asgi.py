@@ -6,10 +6,15 @@ from litestar import Litestar
 
 from server.app import create_app
 from server.bootstrap import ensure_keys, services
+from server.dispatch.runner import build_dispatch
 from server.settings import Settings
 
 
 def create() -> Litestar:
-    """The app of one worker process."""
+    """The app of one worker process, with its dispatch (outbox relay, embedded scheduler)."""
     settings = Settings.from_env()
-    return create_app(services(settings, ensure_keys(settings.data_dir)))
+    wired = services(settings, ensure_keys(settings.data_dir))
+    dispatch = build_dispatch(wired)
+    if dispatch is not None:
+        wired.dispatch = dispatch
+    return create_app(wired)

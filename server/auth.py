@@ -43,6 +43,13 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "decide": frozenset({"admin", "security", "operator", "developer"}),
     "approvals.write": frozenset({"admin", "security"}),
     "tenants.write": frozenset({"platform-admin"}),
+    # Tasks: operators run agents' work, developers test their agents; services (running
+    # workloads, CI) submit without a role, as the `task.submit` policy allows.
+    "tasks.submit": frozenset({"admin", "operator", "developer"}),
+    "tasks.read": frozenset({"admin", "security", "operator", "developer", "viewer"}),
+    "tasks.cancel": frozenset({"admin", "operator", "developer", "security"}),
+    # The event stream: task lifecycle for every reader; decisions only with `decisions.read`.
+    "events.read": frozenset({"admin", "security", "operator", "developer", "viewer", "auditor"}),
 }
 
 

@@ -248,8 +248,14 @@ class Gate:
         park: Parked | None = None,
         approval: str | None = None,
         trace_id: str = "",
+        refused: Callable[[Decision], Awaitable[None]] | None = None,
     ) -> Governed:
-        """Decide ``action``; record it; run ``apply`` in the same transaction if allowed."""
+        """Decide ``action``; record it; run ``apply`` in the same transaction if allowed.
+
+        ``refused`` runs in that transaction instead when the decision does not
+        allow the change (and it is not parked): what a refusal leaves behind
+        (a denied tool call on its run) commits with the decision's record.
+        """
         decision, request = await self.evaluate(caller, action, resource, context, mode)
         if modes:
             decision = apply_bundle_modes(decision, modes, approved=approval is not None)
@@ -269,6 +275,8 @@ class Gate:
                     value = await apply(decision)
                 elif decision.outcome is Outcome.PENDING_APPROVAL and park is not None:
                     approval_id = await park.store(caller, decision.decision_id)
+                elif refused is not None and decision.outcome is not Outcome.ALLOW:
+                    await refused(decision)
                 await self.record(caller.tenant, record)
         except AppError:
             raise

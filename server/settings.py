@@ -51,6 +51,28 @@ class Settings:
     """Evaluation time after which a decision is denied."""
     latentbox_enabled: bool = False
     """Serve the LatentBox tool discovery endpoints."""
+    dispatch: str = "auto"
+    """How approved tasks reach the scheduler: ``embedded`` (a scheduler inside each server
+    worker, no Redis), ``queue`` (the outbox relay sends them to arq on ``redis_url``;
+    ``aion worker`` runs them), ``off`` (tasks are stored and queued, nothing runs them here),
+    or ``auto``: ``queue`` when ``redis_url`` is set, else ``embedded``."""
+    worker_concurrency: int = 8
+    """Runs one scheduler (one ``aion worker`` or one embedded server worker) executes at once."""
+    worker_poll_delay_s: float = 0.05
+    """arq's poll delay: how long an idle ``aion worker`` waits before asking Redis again."""
+    relay_poll_s: float = 0.5
+    """How often the outbox relay looks for committed, unsent tasks (a submit also wakes it)."""
+    reconcile_s: float = 30.0
+    """How often queued tasks that were sent but not started are sent again (lost jobs)."""
+    lease_s: float = 30.0
+    """A run's lease: a worker that stops renewing it for this long is taken for dead."""
+    run_dir: str = ""
+    """Working directories of subprocess runs (empty: ``<data_dir>/runs``)."""
+    runtimes_file: str = ""
+    """YAML file naming the runtimes agents may use (empty: the shipped
+    ``server/dispatch/runtimes.yaml``)."""
+    public_url: str = ""
+    """This server's URL as runs reach it for tool calls (empty: ``http://<host>:<port>``)."""
     log_format: str = "json"
     """``json`` (one object per line) or ``text``: the log lines of ``aion serve``, access log included."""
     log_level: str = "info"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,7 @@ from piccolo.engine.base import Engine
 from server.auth import TokenService
 from server.catalog import Catalog
 from server.decisionlog import DecisionLog
+from server.dispatch.port import DispatchPort, NoDispatch
 from server.gate import Gate
 from server.policies import PolicyService
 from server.ratelimit import RateLimiter
@@ -32,3 +33,5 @@ class Services:
     limiter: RateLimiter
     tenants: TenantDirectory
     data_dir: Path
+    dispatch: DispatchPort = field(default_factory=NoDispatch)
+    """Wakes the outbox relay after a submit; cancels running work (set by the composition root)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from piccolo.columns import (
     JSON,
     Boolean,
+    Bytea,
     Float,
     Integer,
     Text,
@@ -77,7 +78,12 @@ class Deployment(Table, tablename="deployments"):
 
 
 class Task(Table, tablename="tasks"):
-    """A unit of work submitted to an agent."""
+    """A unit of work submitted to an agent, and its scheduler state.
+
+    Scheduler times (``submitted_at``, ``not_after``, ``due_at``,
+    ``lease_expires_at``) are epoch seconds, the kernel's clock; ``status`` is
+    a ``kernel.TaskState`` value.
+    """
 
     id = Varchar(length=64, primary_key=True)
     tenant = Varchar(length=64, index=True)
@@ -86,12 +92,25 @@ class Task(Table, tablename="tasks"):
     intent = Varchar(length=64, null=True)
     priority = Varchar(length=16, default="standard")
     budget_usd = Float(default=0.02)
-    status = Varchar(length=32, default="queued")
+    status = Varchar(length=32, default="queued", index=True)
     created_at = Timestamptz()
+    submitted_by = Varchar(length=200, default="")
+    decision_id = Varchar(length=64, default="")
+    admitted_revision = Text(default="")
+    timeout_s = Float(default=300.0)
+    max_attempts = Integer(default=3)
+    submitted_at = Float(default=0.0)
+    not_after = Float(null=True, default=None)
+    attempts = Integer(default=0)
+    due_at = Float(null=True, default=None)
+    lease_expires_at = Float(null=True, default=None)
+    run_id = Varchar(length=64, null=True, default=None)
+    cause = Text(default="")
+    updated_at = Float(default=0.0)
 
 
 class Run(Table, tablename="runs"):
-    """One attempt at running a task."""
+    """One attempt at running a task (unique per task and attempt)."""
 
     id = Varchar(length=64, primary_key=True)
     tenant = Varchar(length=64, index=True)
@@ -99,16 +118,57 @@ class Run(Table, tablename="runs"):
     status = Varchar(length=32, default="started")
     attempt = Integer(default=1)
     created_at = Timestamptz()
+    agent_id = Varchar(length=64, default="")
+    worker_id = Varchar(length=200, default="")
+    started_at = Float(default=0.0)
+    lease_expires_at = Float(default=0.0)
+    finished_at = Float(null=True, default=None)
+    outcome = Varchar(length=32, null=True, default=None)
+    cause = Text(default="")
+    exit_code = Integer(null=True, default=None)
+    token_hash = Varchar(length=64, default="", index=True)
+    """sha256 of the run-scoped token the runtime presents to the tool-call API."""
+    spent_usd = Float(default=0.0)
 
 
 class Artifact(Table, tablename="artifacts"):
-    """An output or registered artifact, content-addressed."""
+    """An output or registered artifact, content-addressed (unique per run and name)."""
 
     id = Varchar(length=64, primary_key=True)
     tenant = Varchar(length=64, index=True)
     run_id = Varchar(length=64, null=True)
     sha256 = Varchar(length=64)
     uri = Text()
+    created_at = Timestamptz()
+    task_id = Varchar(length=64, null=True, default=None)
+    name = Varchar(length=200, default="")
+    size = Integer(default=0)
+    content = Bytea(null=True, default=None)
+
+
+class Outbox(Table, tablename="outbox"):
+    """Tasks committed for dispatch: the relay moves each to the queue (one row per task)."""
+
+    id = Varchar(length=64, primary_key=True)
+    tenant = Varchar(length=64, index=True)
+    task_id = Varchar(length=64)
+    created_at = Timestamptz()
+    sent_at = Timestamptz(null=True, default=None)
+    attempts = Integer(default=0)
+
+
+class ToolCall(Table, tablename="tool_calls"):
+    """A running agent's request to invoke a tool, and the decision on it."""
+
+    id = Varchar(length=64, primary_key=True)
+    tenant = Varchar(length=64, index=True)
+    run_id = Varchar(length=64, index=True)
+    task_id = Varchar(length=64)
+    agent_id = Varchar(length=64)
+    tool_id = Varchar(length=200)
+    decision_id = Varchar(length=64)
+    allowed = Boolean()
+    arguments = JSON(default="{}")
     created_at = Timestamptz()
 
 
@@ -258,6 +318,8 @@ ALL_TABLES: tuple[type[Table], ...] = (
     Task,
     Run,
     Artifact,
+    Outbox,
+    ToolCall,
     Model,
     Tool,
     AgentToolBinding,

@@ -41,6 +41,16 @@ async def test_task_runs_and_succeeds_with_events(
     assert not await sched.submit("t")  # finished tasks are never taken again
 
 
+async def test_queued_is_not_emitted_again_where_the_submit_recorded_it(
+    make_scheduler: Make, store: MemoryRunStore, events: MemoryEventSink, spec: Spec
+) -> None:
+    store.add(spec("t"))
+    sched = make_scheduler(emit_queued=False)
+    assert await sched.submit("t")
+    await sched.run_until_idle()
+    assert events.kinds("t") == [EventKind.STARTED, EventKind.SUCCEEDED]
+
+
 async def test_poison_task_retries_with_backoff_then_dead_letters(
     make_scheduler: Make,
     store: MemoryRunStore,

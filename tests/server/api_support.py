@@ -151,6 +151,17 @@ ENDPOINTS = (
     Endpoint("keys.list", "GET", "/keys", BUNDLES),
     Endpoint("decide", "POST", "/decide", DECIDE, DECIDE_BODY, gated=True),
     Endpoint("decide.batch", "POST", "/decide/batch", DECIDE, {"requests": [DECIDE_BODY]}, True),
+    Endpoint(
+        "tasks.submit",
+        "POST",
+        "/agents/{agent_id}/tasks",
+        WRITE,
+        {"input": {"q": "summarize this"}, "intent": "summarize"},
+        gated=True,
+        target="agent",
+        mutates=True,
+    ),
+    Endpoint("tasks.list", "GET", "/tasks", READ),
     Endpoint("decisions.list", "GET", "/decisions", AUDIT),
     Endpoint("decisions.get", "GET", "/decisions/{decision_id}", AUDIT, target="decision"),
 )

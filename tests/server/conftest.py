@@ -35,7 +35,7 @@ from server.auth import utcnow
 from server.bootstrap import Keys, ensure_keys, ensure_tenant, install_shipped_bundles, migrate
 from server.bootstrap import services as build_services
 from server.db.engine import bind, engine_for
-from server.db.tables import Agent, Decision
+from server.db.tables import Agent, Decision, Event, Outbox, Task, ToolCall
 from server.settings import Settings
 from server.state import Services
 from tests.server.api_support import OTHER, RESEARCH, TENANT, client_of, make_app
@@ -267,9 +267,11 @@ async def fresh_tenant(svc: Services) -> str:
 
 @dataclass(frozen=True)
 class Counts:
-    """Rows a refused request must not have added: agents, and decisions per tenant."""
+    """Rows a refused request must not have added: agents, tasks with their outbox rows,
+    events and tool calls, and decisions per tenant."""
 
     agents: int
+    dispatch: tuple[int, int, int, int]
     decisions: dict[str, int]
 
 
@@ -279,7 +281,8 @@ def snapshot(svc: Services) -> Callable[[], Any]:
 
     async def take() -> Counts:
         decisions = {t: await Decision.count().where(Decision.tenant == t) for t in (TENANT, OTHER)}
-        return Counts(await Agent.count(), decisions)
+        dispatch = tuple([await t.count() for t in (Task, Outbox, Event, ToolCall)])
+        return Counts(await Agent.count(), dispatch, decisions)  # type: ignore[arg-type]
 
     return take
 

@@ -1,0 +1,135 @@
+"""`ServerAdmission`: the kernel's admission re-check, right before a task starts.
+
+A task admitted at submit may no longer be runnable when a worker gets to it:
+
+1. its agent must still exist, be ``deployed`` (not ``disabled``) and have an
+   active deployment; otherwise it is refused, naming why;
+2. when the tenant's active bundle revisions differ from the ones the task
+   was admitted under (``tasks.admitted_revision``, canonical JSON), the
+   ``task.submit`` decision is taken again through the gate, and recorded in
+   the decision log like any decision. A deny refuses the task with the
+   decision's reasons.
+
+The re-decision's principal is a **service caller** ``scheduler:<submitted_by>``
+with the role ``operator`` in the task's tenant: the scheduler acts on behalf
+of the submitter, and the log shows that it was the scheduler that asked.
+Resource and context are rebuilt as the submit built them: the agent as a
+resource (its current attributes), the stored ``intent``, the routed model
+with its privacy level, and the stored ``budget_usd``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from engine import Resource
+from kernel import Admission, TaskSpec
+from server.agents import AgentService, model_name
+from server.auth import Caller
+from server.catalog import Catalog
+from server.db.tables import Agent, Deployment, Model, Task
+from server.errors import AppError, PolicyDeniedError
+from server.gate import Gate
+
+log = logging.getLogger(__name__)
+
+SCHEDULER_ROLE = "operator"
+
+
+def revisions_key(revisions: dict[str, str]) -> str:
+    """How ``tasks.admitted_revision`` stores a decision's bundle revisions."""
+    return json.dumps(revisions, sort_keys=True, separators=(",", ":"))
+
+
+def scheduler_caller(tenant: str, submitted_by: str) -> Caller:
+    """The principal of a re-decision: a service acting for the task's submitter."""
+    return Caller(
+        subject=f"scheduler:{submitted_by or 'unknown'}",
+        tenant=tenant,
+        roles=frozenset({SCHEDULER_ROLE}),
+        kind="service",
+    )
+
+
+class ServerAdmission:
+    """The kernel :class:`~kernel.AdmissionCheck` of the server (see the module docstring)."""
+
+    def __init__(self, gate: Gate, catalog: Catalog | None = None) -> None:
+        self.gate = gate
+        self.agents = AgentService(gate, catalog or Catalog())
+
+    async def still_admitted(self, task: TaskSpec) -> Admission:
+        """Whether ``task`` may start now, and why not."""
+        where = (Agent.id == task.agent_id) & (Agent.tenant == task.tenant)
+        agent = await Agent.select().where(where).output(load_json=True).first()
+        if agent is None:
+            return Admission(False, f"agent `{task.agent_id}` no longer exists")
+        status = agent["status"]
+        if status == "disabled":
+            return Admission(False, f"agent `{task.agent_id}` is disabled")
+        if status != "deployed":
+            return Admission(False, f"agent `{task.agent_id}` is not deployed (status `{status}`)")
+        active = (
+            (Deployment.agent_id == task.agent_id)
+            & (Deployment.tenant == task.tenant)
+            & (Deployment.status == "active")
+        )
+        if not await Deployment.exists().where(active):
+            return Admission(False, f"agent `{task.agent_id}` has no active deployment")
+        try:
+            policy_set = await self.gate.policies.active(task.tenant)
+            current = revisions_key(dict(policy_set.revisions))
+        except Exception as exc:  # the active set cannot load: the gate will deny, with reasons
+            log.warning("active policy set of `%s` unavailable: %s", task.tenant, exc)
+            current = ""
+        if current and current == (task.admitted_revision or ""):
+            return Admission(True)
+        return await self._decide_again(task, dict(agent))
+
+    async def _context(self, task: TaskSpec, agent: dict[str, Any]) -> dict[str, Any]:
+        context: dict[str, Any] = {}
+        intent = task.payload.get("intent")
+        if intent is not None:
+            context["intent"] = intent
+        model = (
+            await Model.select(Model.name, Model.privacy)
+            .where((Model.tenant == task.tenant) & (Model.name == model_name(agent["model"])))
+            .first()
+        )
+        if model is not None:
+            context["model"] = {"id": model["name"], "privacy": model["privacy"]}
+        budget = task.payload.get("budget_usd")
+        if budget is not None:
+            context["budget_usd"] = budget
+        return context
+
+    async def _decide_again(self, task: TaskSpec, agent: dict[str, Any]) -> Admission:
+        row = await Task.select(Task.submitted_by).where(Task.id == task.task_id).first()
+        caller = scheduler_caller(task.tenant, row["submitted_by"] if row else "")
+        resource = Resource(
+            type="agent",
+            id=task.agent_id,
+            tenant=task.tenant,
+            attributes=await self.agents.attributes(caller, agent),
+        )
+        try:
+            await self.gate.govern(
+                caller,
+                "task.submit",
+                resource,
+                await self._context(task, agent),
+                modes=await self.agents.modes(caller, task.agent_id),
+                trace_id=f"scheduler:{task.task_id}",
+            )
+        except PolicyDeniedError as exc:
+            reasons = "; ".join(str(r.get("message", "")) for r in exc.extra.get("reasons", []))
+            why = f": {reasons}" if reasons else ""
+            return Admission(False, f"`task.submit` re-decided under new policies and denied{why}")
+        except AppError as exc:  # the decision could not be recorded: refuse (fail closed)
+            return Admission(False, f"`task.submit` could not be re-decided: {exc}")
+        return Admission(True)
+
+
+__all__ = ["SCHEDULER_ROLE", "ServerAdmission", "revisions_key", "scheduler_caller"]
