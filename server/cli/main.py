@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from engine.errors import EngineError
-from server.cli import bundle_cmd, decisions_cmd, policy_cmd, server_cmd, worker_cmd
+from server.cli import bundle_cmd, decisions_cmd, policy_cmd, registry_cmd, server_cmd, worker_cmd
 from server.cli.common import EXIT_USAGE, UsageError, report_error
 
 
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     bundle_cmd.register(commands)
     server_cmd.register(commands)
     decisions_cmd.register(commands)
+    registry_cmd.register(commands)
     worker_cmd.register(commands)
     return parser
 
