@@ -47,6 +47,11 @@ class SchedulerConfig:
     """How often :meth:`Scheduler.serve` re-reads the store for lost work."""
     tool_call_url: str = ""
     """Tool-call API URL template; ``{run_id}`` is replaced by the run id."""
+    intake_s: float | None = 1.0
+    """How often :meth:`Scheduler.serve` takes in each tenant's oldest pending tasks from the
+    store (``concurrency`` per tenant) besides the queue's jobs: a queue delivers in arrival
+    order, so a tenant's single task behind another's backlog would wait for the backlog;
+    the intake puts it before the fair share within this interval. None: off."""
     emit_queued: bool = True
     """Emit ``queued`` when a task is taken in; off where the submit already recorded it
     (the server writes it in the submit's transaction)."""
@@ -145,6 +150,14 @@ class Scheduler:
         await self.store.requeue_expired_leases(now)
         taken = 0
         for task_id in await self.store.pending(now):
+            taken += await self.submit(task_id)
+        return taken
+
+    async def intake(self) -> int:
+        """Take in every tenant's oldest pending tasks (``concurrency`` each) from the store."""
+        taken = 0
+        pending = await self.store.pending(self.clock.now(), self.config.concurrency)
+        for task_id in pending:
             taken += await self.submit(task_id)
         return taken
 
@@ -347,15 +360,22 @@ class Scheduler:
         self._queue = queue
         receiver = asyncio.create_task(self._receive(queue))
         last_sweep: float | None = None
+        last_intake = self.clock.now()
+        intake_s = self.config.intake_s
         try:
             while not stop.is_set():
                 now = self.clock.now()
                 if last_sweep is None or now - last_sweep >= self.config.sweep_s:
                     await self.recover()
-                    last_sweep = now
+                    last_sweep = last_intake = now
+                elif intake_s is not None and now - last_intake >= intake_s:
+                    await self.intake()
+                    last_intake = now
                 self._wake.clear()
                 await self.pump()
                 wake_at = last_sweep + self.config.sweep_s
+                if intake_s is not None:
+                    wake_at = min(wake_at, last_intake + intake_s)
                 due = self.next_wakeup()
                 if due is not None:
                     wake_at = min(wake_at, due)

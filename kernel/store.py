@@ -133,8 +133,9 @@ class RunStore(Protocol):
         """The task, or None when unknown."""
         ...
 
-    async def pending(self, now: float) -> list[str]:
-        """Ids of tasks that could be claimed at ``now`` (queued, due retry_wait)."""
+    async def pending(self, now: float, per_tenant: int | None = None) -> list[str]:
+        """Ids of tasks that could be claimed at ``now`` (queued, due retry_wait), oldest
+        first; with ``per_tenant``, only that many of each tenant's oldest."""
         ...
 
     async def claim(self, task_id: str, worker_id: str, now: float, lease_s: float) -> Claim | None:
@@ -199,7 +200,7 @@ class MemoryRunStore:
     async def get_task(self, task_id: str) -> TaskRecord | None:
         return self._tasks.get(task_id)
 
-    async def pending(self, now: float) -> list[str]:
+    async def pending(self, now: float, per_tenant: int | None = None) -> list[str]:
         ready = [
             rec
             for rec in self._tasks.values()
@@ -207,6 +208,14 @@ class MemoryRunStore:
             or (rec.state is TaskState.RETRY_WAIT and (rec.due_at or 0.0) <= now)
         ]
         ready.sort(key=lambda rec: rec.spec.submitted_at)
+        if per_tenant is not None:
+            seen: dict[str, int] = {}
+            kept = []
+            for rec in ready:
+                seen[rec.spec.tenant] = seen.get(rec.spec.tenant, 0) + 1
+                if seen[rec.spec.tenant] <= per_tenant:
+                    kept.append(rec)
+            ready = kept
         return [rec.spec.task_id for rec in ready]
 
     def _move(self, rec: TaskRecord, state: TaskState, now: float, **changes: object) -> None:

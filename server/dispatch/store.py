@@ -160,13 +160,21 @@ class PiccoloRunStore:
         row = await self._task_row(task_id)
         return record_of(row) if row else None
 
-    async def pending(self, now: float) -> list[str]:
+    async def pending(self, now: float, per_tenant: int | None = None) -> list[str]:
         due = Task.due_at.is_null() | (Task.due_at <= now)
         where = (Task.status == TaskState.QUEUED.value) | (
             (Task.status == TaskState.RETRY_WAIT.value) & due
         )
-        rows = await Task.select(Task.id).where(where).order_by(Task.submitted_at, Task.id)
-        return [r["id"] for r in rows]
+        if per_tenant is None:
+            rows = await Task.select(Task.id).where(where).order_by(Task.submitted_at, Task.id)
+            return [r["id"] for r in rows]
+        tenants = await Task.select(Task.tenant).where(where).distinct()
+        found: list[tuple[float, str]] = []
+        for tenant in sorted(r["tenant"] for r in tenants):
+            oldest = Task.select(Task.id, Task.submitted_at).where(where & (Task.tenant == tenant))
+            rows = await oldest.order_by(Task.submitted_at, Task.id).limit(per_tenant)
+            found += [(float(r["submitted_at"]), r["id"]) for r in rows]
+        return [task_id for _, task_id in sorted(found)]
 
     async def runs(self, task_id: str) -> list[RunRecord]:
         rows = await Run.select().where(Run.task_id == task_id).order_by(Run.attempt)

@@ -127,8 +127,8 @@ class QuotaLoadingStore:
             await self._ensure(rec.spec.tenant)
         return rec
 
-    async def pending(self, now: float) -> list[str]:
-        return await self.store.pending(now)
+    async def pending(self, now: float, per_tenant: int | None = None) -> list[str]:
+        return await self.store.pending(now, per_tenant)
 
     async def claim(self, task_id: str, worker_id: str, now: float, lease_s: float) -> Claim | None:
         return await self.store.claim(task_id, worker_id, now, lease_s)

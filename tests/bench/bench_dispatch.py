@@ -113,6 +113,10 @@ def run(args: argparse.Namespace, workers: int, out: dict[str, Any]) -> None:
                 token,
                 {"name": "bench-noop", "model": "model://gpt-4o", "config": {"runtime": "noop"}},
             )
+            # The seeded models are registered but not verified (no attestation yet): the
+            # admin runs deploy-gates in `warn` mode for this agent, a logged decision.
+            mode = {"mode": "warn"}
+            _call(server, "PUT", f"/api/v1/agents/{agent['id']}/policies/deploy-gates", token, mode)
             _call(server, "POST", f"/api/v1/agents/{agent['id']}/deploy", token)
             body = json.dumps({"input": {}, "intent": "summarize", "priority": "standard"})
             submit = http_post(
@@ -148,6 +152,7 @@ def run(args: argparse.Namespace, workers: int, out: dict[str, Any]) -> None:
                 f"p50 {pct(waits, 50):.1f} ms, p99 {pct(waits, 99):.1f} ms, "
                 f"mean {statistics.fmean(waits):.1f} ms"
             )
+            print(f"  submits of the throughput run: {burst.summary()}")
             print(
                 f"no-op tasks through the full path, {label}: {len(burst.latencies_ms)} in "
                 f"{took:.1f} s = {len(burst.latencies_ms) / took:.0f} tasks/s "

@@ -45,9 +45,11 @@ class Harness:
     add: Callable[[TaskSpec], Awaitable[bool]]
     prefix: str
 
-    def spec(self, task_id: str, **extra: Any) -> TaskSpec:
+    def spec(self, task_id: str, tenant: str = "t1", **extra: Any) -> TaskSpec:
         """A task of this test (ids are unique per test on a shared database)."""
-        return TaskSpec(task_id=f"{self.prefix}{task_id}", tenant="t1", agent_id="agent-1", **extra)
+        return TaskSpec(
+            task_id=f"{self.prefix}{task_id}", tenant=tenant, agent_id="agent-1", **extra
+        )
 
     def tid(self, task_id: str) -> str:
         return f"{self.prefix}{task_id}"
@@ -141,6 +143,18 @@ async def test_pending_lists_queued_and_due_tasks_oldest_first(harness: Harness)
     await harness.add(harness.spec("early", submitted_at=10.0))
     mine = [t for t in await store.pending(0.0) if t.startswith(harness.prefix)]
     assert mine == [harness.tid("early"), harness.tid("late")]
+
+
+async def test_pending_per_tenant_takes_each_tenants_oldest(harness: Harness) -> None:
+    flood, single = harness.tid("flood"), harness.tid("single")  # tenants of this test only
+    for n in range(6):
+        await harness.add(harness.spec(f"a{n}", tenant=flood, submitted_at=float(n)))
+    await harness.add(harness.spec("b", tenant=single, submitted_at=100.0))
+    fair = await harness.store.pending(0.0, per_tenant=2)
+    mine = [t for t in fair if t.startswith(harness.prefix)]
+    assert mine == [harness.tid("a0"), harness.tid("a1"), harness.tid("b")]
+    everything = [t for t in await harness.store.pending(0.0) if t.startswith(harness.prefix)]
+    assert len(everything) == 7 and everything[-1] == harness.tid("b")
 
 
 async def test_finish_is_idempotent_and_artifacts_are_stored_once(harness: Harness) -> None:

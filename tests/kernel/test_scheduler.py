@@ -363,3 +363,22 @@ async def test_serve_consumes_the_queue_and_acks_after_the_store(
     assert states == [TaskState.SUCCEEDED] * 3
     assert queue.in_flight == []
     assert not await queue.enqueue("t1", {})  # done ids are remembered
+
+
+async def test_intake_puts_a_tenant_behind_anothers_backlog_into_the_fair_share(
+    make_scheduler: Make, store: MemoryRunStore, events: MemoryEventSink, spec: Spec
+) -> None:
+    # The queue delivered only tenant a's backlog; b's task is in the store alone (its job
+    # sits behind a's in a FIFO queue). The intake takes each tenant's oldest pending tasks.
+    backlog = [f"a{n}" for n in range(20)]
+    for n, task_id in enumerate(backlog):
+        store.add(spec(task_id, tenant="a", priority=Priority.BULK, submitted_at=float(n)))
+    store.add(spec("b", tenant="b", submitted_at=100.0))
+    sched = make_scheduler(concurrency=1)
+    for task_id in backlog:
+        assert await sched.submit(task_id)
+    assert await sched.intake() == 1  # b; a's oldest are already taken in
+    await sched.run_until_idle()
+    started = [e.task_id for e in events.events if e.kind is EventKind.STARTED]
+    assert sorted(started) == sorted([*backlog, "b"])
+    assert started.index("b") <= 1  # at most one of a's runs before b's: one slot
