@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import heapq
 import itertools
+import logging
 import random as _random
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -28,7 +29,16 @@ from kernel.fairshare import FairShare
 from kernel.model import RandomSource, RetryPolicy, RunOutcome, RunResult, TaskSpec, TaskState
 from kernel.queue import JobQueue
 from kernel.runtime import RunContext, Runtime, plan_next
-from kernel.store import AdmissionCheck, Claim, RunStore
+from kernel.store import AdmissionCheck, Claim, Finished, NextStep, RunStore
+
+log = logging.getLogger("aion.kernel")
+
+#: Attempts at recording a run's end, and the first pause between them (doubling): a
+#: database that stays away longer leaves the run to its lease.
+FINISH_ATTEMPTS = 5
+FINISH_BACKOFF_S = 0.5
+#: Pause of the serving loop after a failed round (a database blip), before the next.
+ERROR_PAUSE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,8 @@ class _Run:
     stop: asyncio.Future[str]
     task: asyncio.Task[None] | None = None
     work: asyncio.Task[RunResult] | None = None
+    ending: bool = False
+    """The run's end is being recorded (possibly waiting to try the store again)."""
 
 
 _SETTLE_YIELDS = 10
@@ -277,24 +289,38 @@ class Scheduler:
             return RunResult(outcome=RunOutcome.FAILED_RETRYABLE, cause=cause)
 
     async def _heartbeat(self, claim: Claim) -> None:
+        """Renew the lease; return only when the store says the run must stop.
+
+        A renewal that fails (the database is away) is tried again at the next
+        beat: if the lease lapses meanwhile, the store answers False then, and
+        only the run that holds the task's lease may move it on.
+        """
         interval = self.config.heartbeat_s or self.config.lease_s / 3
         while True:
             await self.clock.sleep(interval)
             now = self.clock.now()
-            if not await self.store.renew_lease(
-                claim.run_id, claim.worker_id, now, self.config.lease_s
-            ):
+            try:
+                renewed = await self.store.renew_lease(
+                    claim.run_id, claim.worker_id, now, self.config.lease_s
+                )
+            except Exception as exc:
+                log.warning("lease of run %s not renewed: %s", claim.run_id, exc)
+                continue
+            if not renewed:
                 return
 
     async def _finish(self, run: _Run, result: RunResult) -> None:
+        run.ending = True
         claim = run.claim
         spec = claim.task
         now = self.clock.now()
         then = plan_next(spec, claim.attempt, result, now, self.config.retry, self._random)
-        finished = await self.store.finish(claim.run_id, result, now, then)
-        self._running.pop(spec.task_id, None)
-        self.fair.release(spec)
-        self._touch()
+        try:
+            finished = await self._record_end(claim, result, now, then)
+        finally:  # the slot is free whatever the store said
+            self._running.pop(spec.task_id, None)
+            self.fair.release(spec)
+            self._touch()
         if finished is None or not finished.applied:
             await self._release_job(spec.task_id)
             return
@@ -324,6 +350,22 @@ class Scheduler:
             await self._emit(kind, spec, detail=detail, run_id=claim.run_id, attempt=claim.attempt)
         await self._release_job(spec.task_id)
 
+    async def _record_end(
+        self, claim: Claim, result: RunResult, now: float, then: NextStep
+    ) -> Finished | None:
+        """``store.finish``, tried again with backoff; None when the store stayed away
+        (the run's lease then lapses and the task is run again: never lost)."""
+        pause = FINISH_BACKOFF_S
+        for attempt in range(1, FINISH_ATTEMPTS + 1):
+            try:
+                return await self.store.finish(claim.run_id, result, now, then)
+            except Exception as exc:
+                log.warning("end of run %s not recorded (try %d): %s", claim.run_id, attempt, exc)
+                if attempt < FINISH_ATTEMPTS:
+                    await self.clock.sleep(pause)
+                    pause *= 2
+        return None
+
     # -- driving -------------------------------------------------------------------
 
     def _touch(self) -> None:
@@ -336,7 +378,10 @@ class Scheduler:
             before = self._progress
             for _ in range(_SETTLE_YIELDS):
                 await asyncio.sleep(0)
-            busy = any(r.work is not None and r.work.done() for r in self._running.values())
+            busy = any(
+                r.work is not None and r.work.done() and not r.ending
+                for r in self._running.values()
+            )
             if before == self._progress and not busy:
                 return
 
@@ -365,14 +410,19 @@ class Scheduler:
         try:
             while not stop.is_set():
                 now = self.clock.now()
-                if last_sweep is None or now - last_sweep >= self.config.sweep_s:
-                    await self.recover()
-                    last_sweep = last_intake = now
-                elif intake_s is not None and now - last_intake >= intake_s:
-                    await self.intake()
-                    last_intake = now
-                self._wake.clear()
-                await self.pump()
+                try:
+                    if last_sweep is None or now - last_sweep >= self.config.sweep_s:
+                        await self.recover()
+                        last_sweep = last_intake = now
+                    elif intake_s is not None and now - last_intake >= intake_s:
+                        await self.intake()
+                        last_intake = now
+                    self._wake.clear()
+                    await self.pump()
+                except Exception as exc:  # a database blip must not stop the worker
+                    log.warning("scheduling round failed, trying again: %s", exc)
+                    await _first(stop.wait(), self.clock.sleep(ERROR_PAUSE_S))
+                    continue
                 wake_at = last_sweep + self.config.sweep_s
                 if intake_s is not None:
                     wake_at = min(wake_at, last_intake + intake_s)
@@ -386,13 +436,17 @@ class Scheduler:
 
     async def _receive(self, queue: JobQueue) -> None:
         while True:
-            job = await queue.receive()
-            if job is None:
-                continue
-            if await self.submit(job.job_id):
-                self._jobs[job.job_id] = job.job_id
-            else:
-                await queue.ack(job.job_id)
+            try:
+                job = await queue.receive()
+                if job is None:
+                    continue
+                if await self.submit(job.job_id):
+                    self._jobs[job.job_id] = job.job_id
+                else:
+                    await queue.ack(job.job_id)
+            except Exception as exc:  # unacknowledged: the job comes again; the sweep finds it
+                log.warning("job not taken in: %s", exc)
+                await self.clock.sleep(ERROR_PAUSE_S)
 
     async def _release_job(self, task_id: str) -> None:
         """Acknowledge the job of a task that left this worker (its state is stored)."""

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import resource
 import shutil
 import signal
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,11 +67,31 @@ Entrypoint = Callable[[TaskSpec], Sequence[str]]
 """The argv of a task's agent (resolved by the server from the agent's deployment)."""
 
 
+_PR_SET_PDEATHSIG = 1
+_PR_SET_DUMPABLE = 4
+
+
+def _prctl(option: int, value: int) -> None:
+    """Linux ``prctl``; nothing elsewhere."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+
+
+def protect_worker() -> None:
+    """Make this (worker) process undumpable: a run started by it, same user, can then not
+    read its memory or ``/proc/<pid>/environ`` (database URL, API keys)."""
+    _prctl(_PR_SET_DUMPABLE, 0)
+
+
 def _limits(cpu_seconds: int, memory_bytes: int) -> Callable[[], None]:
     def apply() -> None:  # runs in the child between fork and exec
         resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        # A worker killed with SIGKILL takes its run with it: the task is run again
+        # elsewhere, and the orphan must not go on acting next to the new run.
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
     return apply
 

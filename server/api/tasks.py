@@ -116,7 +116,7 @@ class TaskController(Controller):
         return await _tasks(state).artifacts(caller, run_id)
 
     @get(
-        "/runs/{run_id:str}/artifacts/{name:str}",
+        "/runs/{run_id:str}/artifacts/{name:path}",
         summary="The content of one output",
         media_type="application/octet-stream",
     )
@@ -124,7 +124,7 @@ class TaskController(Controller):
         self, state: State, caller: Caller, run_id: str, name: str
     ) -> Response[bytes]:
         caller.require("tasks.read")
-        content, sha256 = await _tasks(state).artifact(caller, run_id, name)
+        content, sha256 = await _tasks(state).artifact(caller, run_id, name.lstrip("/"))
         return Response(
             content,
             media_type="application/octet-stream",

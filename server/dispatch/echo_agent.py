@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from server.masking import mask
+
 EX_TEMPFAIL = 75
 
 
@@ -38,7 +40,8 @@ def main(stdin: str) -> int:
         return 1
     out = Path("out")
     out.mkdir(exist_ok=True)
-    (out / "output.json").write_text(json.dumps(given, sort_keys=True))
+    # Outputs are readable by every reader of the tenant's tasks: secrets stay masked.
+    (out / "output.json").write_text(json.dumps(mask(given), sort_keys=True))
     return 0
 
 

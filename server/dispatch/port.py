@@ -55,7 +55,9 @@ async def cancel_stored(task_id: str, cause: str) -> str | None:
     ``cancelled`` event; a worker running it stops at its next lease renewal."""
     before = await _STORE.get_task(task_id)
     state = await _STORE.cancel(task_id, time.time(), cause)
-    if before is not None and not before.state.terminal and state is TaskState.CANCELLED:
+    # A running task's worker records `cancelled` when its lease renewal stops the run.
+    waiting = before is not None and before.state in (TaskState.QUEUED, TaskState.RETRY_WAIT)
+    if before is not None and waiting and state is TaskState.CANCELLED:
         spec = before.spec
         await DbEventSink().emit(
             Event(

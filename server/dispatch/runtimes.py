@@ -2,7 +2,7 @@
 
 Security model: only runtimes an operator names in the registry file
 (``AION_RUNTIMES_FILE``, default the shipped ``runtimes.yaml``) can run. An
-agent picks one **by name** in its config (``runtime``, default ``echo``); it
+agent picks one **by name** in its config (``runtime``; no default); it
 never supplies a command line, a URL or a key. An unknown name is a permanent
 failure that names it. API keys of ``http`` runtimes come from the worker's
 environment (``api_key_env``), read once when the registry is loaded.
@@ -19,12 +19,11 @@ from typing import Any
 import yaml
 
 from kernel import RunContext, RunOutcome, RunResult, Runtime, TaskSpec
-from kernel.runtimes.subprocess import SubprocessConfig, SubprocessRuntime
+from kernel.runtimes.subprocess import SubprocessConfig, SubprocessRuntime, protect_worker
 from server.db.tables import Agent
 from server.settings import Settings
 
 SHIPPED = Path(__file__).resolve().parent / "runtimes.yaml"
-DEFAULT_RUNTIME = "echo"
 KINDS = ("subprocess", "http")
 
 
@@ -123,13 +122,14 @@ def tool_call_url(settings: Settings) -> str:
 
 
 async def agent_runtime_name(task: TaskSpec) -> str | None:
-    """The runtime named by the task's agent (default ``echo``); None when the agent is gone."""
+    """The runtime named by the task's agent (``""`` when it names none); None when the agent
+    is gone. There is no default: an agent runs only what it was configured (and decided) for."""
     where = (Agent.id == task.agent_id) & (Agent.tenant == task.tenant)
     row = await Agent.select(Agent.config).where(where).output(load_json=True).first()
     if row is None:
         return None
     config = row["config"] if isinstance(row["config"], dict) else {}
-    return str(config.get("runtime") or DEFAULT_RUNTIME)
+    return str(config.get("runtime") or "")
 
 
 class RuntimeRouter:
@@ -139,6 +139,7 @@ class RuntimeRouter:
         self.registry = registry
         self.base_dir = base_dir
         self._built: dict[str, Runtime] = {}
+        protect_worker()  # runs (same user) cannot read this process's memory or environment
 
     def _runtime(self, spec: RuntimeSpec) -> Runtime:
         built = self._built.get(spec.name)
@@ -177,14 +178,17 @@ class RuntimeRouter:
         spec = self.registry.runtimes.get(name)
         if spec is None:
             known = ", ".join(sorted(self.registry.runtimes)) or "none"
-            cause = f"runtime `{name}` is not configured on this worker (known: {known})"
+            cause = (
+                f"runtime `{name}` is not configured on this worker (known: {known})"
+                if name
+                else f"agent `{task.agent_id}` names no runtime (config `runtime`; known: {known})"
+            )
             return RunResult(outcome=RunOutcome.FAILED_PERMANENT, cause=cause)
         self.base_dir.mkdir(parents=True, exist_ok=True)
         return await self._runtime(spec).run(task, ctx)
 
 
 __all__ = [
-    "DEFAULT_RUNTIME",
     "RuntimeConfigError",
     "RuntimeRegistry",
     "RuntimeRouter",

@@ -14,7 +14,7 @@ import redis
 
 from server.settings import Settings
 
-LEASE_S = 1.0
+LEASE_S = 2.0  # short, for quick SIGKILL recovery; long enough for a loaded CI machine
 
 
 def redis_db_url(url: str, db: int) -> str:

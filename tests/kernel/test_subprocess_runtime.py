@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import select
+import subprocess
 import sys
+import textwrap
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +22,7 @@ from kernel.runtime import RunContext
 from kernel.runtimes.subprocess import SubprocessConfig, SubprocessRuntime
 
 pytestmark = pytest.mark.anyio
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _runtime(tmp_path: Path, script: str, **config: object) -> SubprocessRuntime:
@@ -140,3 +147,54 @@ async def test_output_is_capped(tmp_path: Path) -> None:
     assert result.outcome is RunOutcome.SUCCEEDED
     assert result.stdout == b"x" * 1000
     assert result.stderr == b"y" * 1000
+
+
+def test_a_run_dies_with_its_worker(tmp_path: Path) -> None:
+    """SIGKILL the worker mid-run: its child goes too (the task will be run again elsewhere)."""
+    pid_file = tmp_path / "child.pid"
+    worker = textwrap.dedent(
+        f"""
+        import asyncio, sys
+        from pathlib import Path
+        from kernel.model import TaskSpec
+        from kernel.runtime import RunContext
+        from kernel.runtimes.subprocess import SubprocessConfig, SubprocessRuntime
+
+        argv = ["sh", "-c", "echo $$ > {pid_file}; exec sleep 60"]
+        runtime = SubprocessRuntime(SubprocessConfig(base_dir=Path("{tmp_path}") / "runs"),
+                                    lambda task: argv)
+        task = TaskSpec(task_id="t", tenant="t1", agent_id="a", timeout_s=120.0)
+        ctx = RunContext(run_id="r", task_id="t", attempt=1, worker_id="w", run_token="x")
+        asyncio.run(runtime.run(task, ctx))
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", worker], cwd=REPO)
+    try:
+        child = int(_wait(lambda: pid_file.exists() and pid_file.read_text().strip()))
+        assert _alive(child)
+        proc.kill()
+        proc.wait()
+        assert _wait(lambda: not _alive(child))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (already dead, not yet reaped by init) counts as gone.
+    with contextlib.suppress(OSError):
+        return "\nState:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    return True
+
+
+def _wait(check: Callable[[], Any], timeout: float = 20.0) -> Any:
+    """Poll ``check`` until it is truthy (bounded)."""
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+    return value
