@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from piccolo.engine.base import Engine
 
+from server.agents import AgentService
 from server.auth import TokenService
 from server.catalog import Catalog
 from server.decisionlog import DecisionLog
@@ -35,3 +37,8 @@ class Services:
     data_dir: Path
     dispatch: DispatchPort = field(default_factory=NoDispatch)
     """Wakes the outbox relay after a submit; cancels running work (set by the composition root)."""
+
+    @cached_property
+    def agents(self) -> AgentService:
+        """The agent service every agent-scoped handler shares (stateless; built once)."""
+        return AgentService(self.gate, self.catalog)

@@ -19,12 +19,12 @@ from server.telemetry import current_trace_id
 
 def _agents(state: State) -> AgentService:
     svc = services(state)
-    return AgentService(svc.gate, svc.catalog)
+    return svc.agents
 
 
 def _lifecycle(state: State) -> AgentLifecycle:
     svc = services(state)
-    return AgentLifecycle(svc.gate, AgentService(svc.gate, svc.catalog))
+    return AgentLifecycle(svc.gate, svc.agents)
 
 
 def trace_id(request: Request[Any, Any, Any]) -> str:

@@ -8,7 +8,6 @@ from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.status_codes import HTTP_200_OK
 
-from server.agents import AgentService
 from server.api.agents import trace_id
 from server.api.deps import services
 from server.approvals import ApprovalService
@@ -20,7 +19,7 @@ from server.schemas import ApprovalIn
 
 def _approvals(state: State) -> ApprovalService:
     svc = services(state)
-    agents = AgentService(svc.gate, svc.catalog)
+    agents = svc.agents
     return ApprovalService(
         agents, AgentLifecycle(svc.gate, agents), BindingService(svc.gate, agents)
     )

@@ -16,7 +16,6 @@ from litestar.di import Provide
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
-from server.agents import AgentService
 from server.api.agents import trace_id
 from server.api.deps import services
 from server.auth import Caller
@@ -28,12 +27,12 @@ from server.logs import bind_tenant
 
 def _tasks(state: State) -> TaskService:
     svc = services(state)
-    return TaskService(svc.gate, AgentService(svc.gate, svc.catalog), svc.dispatch)
+    return TaskService(svc.gate, svc.agents, svc.dispatch)
 
 
 def _tool_calls(state: State) -> ToolCallService:
     svc = services(state)
-    return ToolCallService(svc.gate, AgentService(svc.gate, svc.catalog), svc.tenants)
+    return ToolCallService(svc.gate, svc.agents, svc.tenants)
 
 
 def _require_submit(caller: Caller) -> None:

@@ -9,7 +9,6 @@ from litestar.datastructures import State
 from litestar.status_codes import HTTP_200_OK
 
 from engine import Mode
-from server.agents import AgentService
 from server.api.agents import trace_id
 from server.api.deps import services
 from server.auth import Caller
@@ -19,7 +18,7 @@ from server.schemas import PolicyModeIn, ToolBind
 
 def _bindings(state: State) -> BindingService:
     svc = services(state)
-    return BindingService(svc.gate, AgentService(svc.gate, svc.catalog))
+    return BindingService(svc.gate, svc.agents)
 
 
 class ToolController(Controller):
