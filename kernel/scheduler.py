@@ -159,7 +159,10 @@ class Scheduler:
     async def recover(self) -> int:
         """Re-read the store: requeue work of dead workers, take in pending tasks."""
         now = self.clock.now()
-        await self.store.requeue_expired_leases(now)
+        for task_id in await self.store.requeue_expired_leases(now):
+            rec = await self.store.get_task(task_id)
+            if rec is not None and rec.state is TaskState.DEAD_LETTERED:  # out of attempts
+                await self._emit(EventKind.DEAD_LETTERED, rec.spec, detail=rec.cause)
         taken = 0
         for task_id in await self.store.pending(now):
             taken += await self.submit(task_id)

@@ -153,7 +153,8 @@ class RunStore(Protocol):
         ...
 
     async def requeue_expired_leases(self, now: float) -> list[str]:
-        """Expire runs whose lease ran out; returns the ids of the tasks requeued."""
+        """Expire runs whose lease ran out; the ids of their tasks, requeued or (out of
+        attempts) dead-lettered, in the order they were handled."""
         ...
 
     async def cancel(self, task_id: str, now: float, cause: str = "") -> TaskState | None:
@@ -328,8 +329,7 @@ class MemoryRunStore:
             run = self._runs[rec.run_id]
             if run.lease_expires_at <= now:
                 self._expire(rec, run, now)
-                if self._tasks[rec.spec.task_id].state is TaskState.QUEUED:
-                    requeued.append(rec.spec.task_id)
+                requeued.append(rec.spec.task_id)
         return requeued
 
     async def cancel(self, task_id: str, now: float, cause: str = "") -> TaskState | None:

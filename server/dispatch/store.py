@@ -315,8 +315,7 @@ class PiccoloRunStore:
                     continue
                 if await self._lease_of(row["run_id"]) > now:
                     continue
-                after = await self._expire(row, now)
-                if after is not None and after["status"] == TaskState.QUEUED.value:
+                if await self._expire(row, now) is not None:
                     requeued.append(task_id)
         return requeued
 

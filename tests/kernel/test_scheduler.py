@@ -382,3 +382,21 @@ async def test_intake_puts_a_tenant_behind_anothers_backlog_into_the_fair_share(
     started = [e.task_id for e in events.events if e.kind is EventKind.STARTED]
     assert sorted(started) == sorted([*backlog, "b"])
     assert started.index("b") <= 1  # at most one of a's runs before b's: one slot
+
+
+async def test_a_sweep_that_dead_letters_a_task_says_so(
+    make_scheduler: Make,
+    store: MemoryRunStore,
+    events: MemoryEventSink,
+    clock: ManualClock,
+    spec: Spec,
+) -> None:
+    store.add(spec("t", max_attempts=1))
+    assert await store.claim("t", "dead-worker", clock.now(), lease_s=30.0) is not None
+    clock.advance(31.0)  # the worker died; its lease lapsed on its only attempt
+    await make_scheduler("w2").recover()
+    assert await _state(store, "t") == (
+        TaskState.DEAD_LETTERED,
+        "lease expired on attempt 1 of 1",
+    )
+    assert events.kinds("t") == [EventKind.DEAD_LETTERED]
