@@ -50,6 +50,12 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "tasks.cancel": frozenset({"admin", "operator", "developer", "security"}),
     # The event stream: task lifecycle for every reader; decisions only with `decisions.read`.
     "events.read": frozenset({"admin", "security", "operator", "developer", "viewer", "auditor"}),
+    # The registry: trust roots are the tenant's security configuration; registering a
+    # model admits it for every agent (the `model.register` policy decides on top).
+    "trust_roots.read": frozenset({"admin", "security", "auditor"}),
+    "trust_roots.write": frozenset({"admin", "security"}),
+    "models.read": frozenset({"admin", "security", "operator", "developer", "viewer", "auditor"}),
+    "models.register": frozenset({"admin", "security"}),
 }
 
 

@@ -184,6 +184,10 @@ class Model(Table, tablename="models"):
     admin_approval_required = Boolean(default=False)
     attributes = JSON(default="{}")
     created_at = Timestamptz()
+    sha256 = Varchar(length=64, default="")
+    """The registered artifact's digest (empty for the seeded, unverified models)."""
+    decision_id = Varchar(length=64, default="")
+    """The `model.register` decision that admitted it (empty for seeded models)."""
 
 
 class Tool(Table, tablename="tools"):
@@ -230,6 +234,27 @@ class TrustedKey(Table, tablename="trusted_keys"):
     key_id = Varchar(length=200)
     algorithm = Varchar(length=16)
     public_key = Text()
+    created_at = Timestamptz()
+
+
+class RegistryTrustRoot(Table, tablename="trust_roots"):
+    """A public key a tenant trusts for supply-chain evidence (``registry.TrustRoot``).
+
+    ``id`` is ``<tenant>:<key_id>``: one row per key id and tenant. Revoked rows
+    are kept (``revoked``) so a revoked key is refused by name, never forgotten.
+    """
+
+    id = Varchar(length=200, primary_key=True)
+    tenant = Varchar(length=64, index=True)
+    key_id = Varchar(length=128)
+    purpose = Varchar(length=32)
+    key = JSON(default="{}")
+    """The securesystemslib key dict (``keytype``, ``scheme``, ``keyval``)."""
+    expires_at = Timestamptz(null=True, default=None)
+    revoked = Boolean(default=False)
+    revoked_at = Timestamptz(null=True, default=None)
+    revoked_by = Varchar(length=200, default="")
+    created_by = Varchar(length=200, default="")
     created_at = Timestamptz()
 
 
@@ -325,6 +350,7 @@ ALL_TABLES: tuple[type[Table], ...] = (
     AgentToolBinding,
     Bundle,
     TrustedKey,
+    RegistryTrustRoot,
     PolicyEnforcement,
     Event,
     Decision,
