@@ -45,6 +45,8 @@ class Reason(StrEnum):
     UPLOAD_TOO_LARGE = "upload_too_large"
     SIGSTORE_NO_TRUST_ROOT = "sigstore_no_trust_root"
     SIGSTORE_UNSUPPORTED = "sigstore_unsupported"
+    UNRESOLVED_REFERENCE = "unresolved_reference"
+    DUPLICATE_MANIFEST = "duplicate_manifest"
 
 
 class RegistryError(Exception):

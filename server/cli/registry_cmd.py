@@ -1,5 +1,7 @@
 """`aion registry verify` — check supply-chain evidence in CI before registering.
 
+(`aion registry import` and `aion registry lock` live in :mod:`server.cli.registry_index`.)
+
 Exit 0 prints the verified facts as JSON (what the server puts into
 ``context.attestations``); exit 1 prints ``reason: <code>: <message>``; exit 2
 is a usage error.
@@ -32,6 +34,7 @@ from registry import (
     verify_statement,
 )
 from registry.statements import MODEL_SIGNING_V1, SLSA_PROVENANCE_V1
+from server.cli import registry_index
 from server.cli.common import EXIT_FAIL, EXIT_OK, fail, read_key
 
 DEFAULT_MAX_BYTES = 2 << 30
@@ -128,7 +131,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def register(commands: Any) -> None:
     """Add `aion registry ...` to the command tree."""
-    parser = commands.add_parser("registry", help="verify supply-chain evidence")
+    parser = commands.add_parser(
+        "registry", help="verify supply-chain evidence; import and lock a REGISTRY.yaml"
+    )
     sub = parser.add_subparsers(dest="registry_command", required=True, metavar="COMMAND")
     verify = sub.add_parser("verify", help="verify in-toto, DSSE or model-signing evidence")
     verify.add_argument("--artifact", help="the final product / attested artifact")
@@ -151,3 +156,4 @@ def register(commands: Any) -> None:
         "--max-bytes", type=int, default=DEFAULT_MAX_BYTES, help="artifact size limit"
     )
     verify.set_defaults(handler=cmd_verify)
+    registry_index.register(sub)

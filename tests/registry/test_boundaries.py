@@ -41,6 +41,7 @@ def test_public_surface_is_all_exported() -> None:
         "digests",
         "errors",
         "facts",
+        "index",
         "keyless",
         "layout",
         "links",
