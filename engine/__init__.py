@@ -7,7 +7,13 @@ its own: time, data, keys and trust roots are passed in.
 
 from engine.actions import ACTIONS, check_action
 from engine.bundle import Bundle, VerificationKey, load_bundle, sign_files, verify_files
-from engine.decide import DEFAULT_TIME_LIMIT_US, apply_bundle_modes, combine, decide
+from engine.decide import (
+    DEFAULT_TIME_LIMIT_US,
+    apply_approval_obligations,
+    apply_bundle_modes,
+    combine,
+    decide,
+)
 from engine.errors import (
     BundleError,
     BundleRootConflict,
@@ -62,6 +68,7 @@ __all__ = [
     "RollbackError",
     "SignatureError",
     "VerificationKey",
+    "apply_approval_obligations",
     "apply_bundle_modes",
     "check_action",
     "combine",

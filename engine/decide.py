@@ -92,7 +92,9 @@ def combine(
         verdict_allowed=verdict_allowed,
         reasons=reasons,
         warnings=_sort([w for v in verdicts for w in v.warns]),
-        obligations=obligations if verdict_allowed or mode is not Mode.ENFORCE else [],
+        # Kept on a deny too (not on an error): per-bundle modes and approvals applied
+        # later can still let the request through, and then its obligations bind.
+        obligations=obligations if not errors else [],
         engines=sorted((_engine_result(v) for v in verdicts), key=msgspec.json.encode),
         revisions=dict(revisions),
         errors=errors,
@@ -156,6 +158,23 @@ def decide(
         duration_us=elapsed,
         time_limit_us=time_limit_us,
     )
+
+
+def apply_approval_obligations(decision: Decision, *, approved: bool = False) -> Decision:
+    """Park an allowing decision that carries a ``require_approval`` obligation.
+
+    A policy can allow a request on condition that a person approves it
+    (``obligations contains {"type": "require_approval", ...}``, as the shipped
+    ``deploy-gates`` and ``registry-admission`` bundles do for models with
+    ``admin_approval_required``). Until ``approved``, such a decision is
+    ``pending_approval`` and not allowed: an obligation the enforcement point
+    does not honour would be an allow by omission.
+    """
+    if approved or decision.outcome is not Outcome.ALLOW:
+        return decision
+    if not any(o.get("type") == "require_approval" for o in decision.obligations):
+        return decision
+    return msgspec.structs.replace(decision, allowed=False, outcome=Outcome.PENDING_APPROVAL)
 
 
 def apply_bundle_modes(

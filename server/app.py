@@ -30,7 +30,12 @@ from server.api.deps import caller
 from server.api.events import EventController
 from server.api.health import health, metrics, ready
 from server.api.latentbox import LatentBoxController
-from server.api.registry import ModelController, TrustRootController
+from server.api.registry import (
+    AgentTemplateController,
+    ModelController,
+    ToolRegistryController,
+    TrustRootController,
+)
 from server.api.tasks import TaskController
 from server.api.tools import ToolController
 from server.auth import Caller
@@ -171,6 +176,8 @@ def _routes() -> list[Any]:
         EventController,
         TrustRootController,
         ModelController,
+        AgentTemplateController,
+        ToolRegistryController,
     ]
 
 

@@ -20,6 +20,7 @@ from server.db.tables import Approval
 from server.errors import ConflictError, ForbiddenError, NotFoundError
 from server.lifecycle import AgentLifecycle
 from server.masking import mask
+from server.registration import ModelRegister, RegistryService
 from server.schemas import AgentUpdate
 
 
@@ -41,11 +42,16 @@ class ApprovalService:
     """Parked requests of one tenant."""
 
     def __init__(
-        self, agents: AgentService, lifecycle: AgentLifecycle, bindings: BindingService
+        self,
+        agents: AgentService,
+        lifecycle: AgentLifecycle,
+        bindings: BindingService,
+        registry: RegistryService,
     ) -> None:
         self._agents = agents
         self._lifecycle = lifecycle
         self._bindings = bindings
+        self._registry = registry
 
     async def list(self, caller: Caller, status: str | None) -> dict[str, Any]:
         """The tenant's approvals, newest first."""
@@ -108,6 +114,9 @@ class ApprovalService:
             return await self._bindings.unbind(
                 requester, args["agent_id"], args["tool_id"], trace, approval=approval
             )
+        if op == "model.register":
+            model = msgspec.convert(args, ModelRegister)
+            return await self._registry.register_model(requester, model, trace, approval=approval)
         raise ConflictError(
             f"approval `{approval}` holds an operation this server cannot run: `{op}`"
         )

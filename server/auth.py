@@ -56,6 +56,11 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "trust_roots.write": frozenset({"admin", "security"}),
     "models.read": frozenset({"admin", "security", "operator", "developer", "viewer", "auditor"}),
     "models.register": frozenset({"admin", "security"}),
+    # Agent templates and tools admitted on evidence (`artifact.register` decides on top).
+    "agent_templates.read": frozenset(
+        {"admin", "security", "operator", "developer", "viewer", "auditor"}
+    ),
+    "artifacts.register": frozenset({"admin", "security"}),
 }
 
 

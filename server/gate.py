@@ -27,6 +27,7 @@ from engine import (
     Mode,
     Outcome,
     Resource,
+    apply_approval_obligations,
     apply_bundle_modes,
     combine,
     decide,
@@ -259,6 +260,7 @@ class Gate:
         decision, request = await self.evaluate(caller, action, resource, context, mode)
         if modes:
             decision = apply_bundle_modes(decision, modes, approved=approval is not None)
+        decision = apply_approval_obligations(decision, approved=approval is not None)
         record = decision_record(decision, request, trace_id)
         if approval is not None:
             record["approval"] = approval

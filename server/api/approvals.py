@@ -14,6 +14,7 @@ from server.approvals import ApprovalService
 from server.auth import Caller
 from server.bindings import BindingService
 from server.lifecycle import AgentLifecycle
+from server.registration import RegistryService
 from server.schemas import ApprovalIn
 
 
@@ -21,7 +22,10 @@ def _approvals(state: State) -> ApprovalService:
     svc = services(state)
     agents = svc.agents
     return ApprovalService(
-        agents, AgentLifecycle(svc.gate, agents), BindingService(svc.gate, agents)
+        agents,
+        AgentLifecycle(svc.gate, agents),
+        BindingService(svc.gate, agents),
+        RegistryService(svc.gate, svc.data_dir),
     )
 
 

@@ -14,6 +14,8 @@ from server.api.deps import services
 from server.auth import Caller
 from server.registration import (
     MAX_JSON_BODY_BYTES,
+    ArtifactRegister,
+    ArtifactRegistry,
     ModelRegister,
     RegistryService,
     TrustRootIn,
@@ -23,6 +25,10 @@ from server.registration import (
 def _registry(state: State) -> RegistryService:
     svc = services(state)
     return RegistryService(svc.gate, svc.data_dir)
+
+
+def _artifacts(state: State) -> ArtifactRegistry:
+    return ArtifactRegistry(_registry(state))
 
 
 _REJECTED = {
@@ -93,3 +99,67 @@ class ModelController(Controller):
     async def get_model(self, state: State, caller: Caller, model_id: str) -> dict[str, Any]:
         caller.require("models.read")
         return await _registry(state).model(caller, model_id)
+
+
+class AgentTemplateController(Controller):
+    """`/agent-templates`: verified, then decided (`artifact.register`), then stored."""
+
+    path = "/agent-templates"
+    tags = ["registry"]
+
+    @get("/", summary="List the tenant's registered agent templates")
+    async def list_templates(self, state: State, caller: Caller) -> dict[str, Any]:
+        caller.require("agent_templates.read")
+        return await _artifacts(state).templates(caller)
+
+    @post(
+        "/",
+        summary="Register an agent template on verified evidence (gated: artifact.register)",
+        status_code=HTTP_201_CREATED,
+        request_max_body_size=MAX_JSON_BODY_BYTES,
+        responses=_REJECTED,
+    )
+    async def register_template(
+        self,
+        state: State,
+        caller: Caller,
+        data: ArtifactRegister,
+        request: Request[Any, Any, Any],
+    ) -> dict[str, Any]:
+        caller.require("artifacts.register")
+        return await _artifacts(state).register_template(caller, data, trace_id(request))
+
+    @get("/{template_id:str}", summary="One agent template (by id or name)")
+    async def get_template(self, state: State, caller: Caller, template_id: str) -> dict[str, Any]:
+        caller.require("agent_templates.read")
+        return await _artifacts(state).template(caller, template_id)
+
+
+class ToolRegistryController(Controller):
+    """`POST /tools` and `GET /tools/{name}`: tools admitted on evidence
+    (`artifact.register`); `GET /tools` (the list) is the tools API's."""
+
+    path = "/tools"
+    tags = ["registry"]
+
+    @post(
+        "/",
+        summary="Register a tool on verified evidence (gated: artifact.register)",
+        status_code=HTTP_201_CREATED,
+        request_max_body_size=MAX_JSON_BODY_BYTES,
+        responses=_REJECTED,
+    )
+    async def register_tool(
+        self,
+        state: State,
+        caller: Caller,
+        data: ArtifactRegister,
+        request: Request[Any, Any, Any],
+    ) -> dict[str, Any]:
+        caller.require("artifacts.register")
+        return await _artifacts(state).register_tool(caller, data, trace_id(request))
+
+    @get("/{tool_name:str}", summary="One tool, with its registration evidence")
+    async def get_tool(self, state: State, caller: Caller, tool_name: str) -> dict[str, Any]:
+        caller.require("tools.read")
+        return await _artifacts(state).tool(caller, tool_name)

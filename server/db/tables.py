@@ -199,6 +199,26 @@ class Tool(Table, tablename="tools"):
     category = Varchar(length=64, default="")
     allowed = Boolean(default=True)
     attributes = JSON(default="{}")
+    sha256 = Varchar(length=64, default="")
+    """The registered tool artifact's digest (empty for seeded, unverified tools)."""
+    verified = Boolean(default=False)
+    decision_id = Varchar(length=64, default="")
+    """The `artifact.register` decision that admitted it (empty for seeded tools)."""
+
+
+class AgentTemplate(Table, tablename="agent_templates"):
+    """An agent template registered on verified evidence (`artifact.register`)."""
+
+    id = Varchar(length=64, primary_key=True)
+    tenant = Varchar(length=64, index=True)
+    name = Varchar(length=200)
+    description = Text(default="")
+    sha256 = Varchar(length=64)
+    attributes = JSON(default="{}")
+    """Size, stored flag, the verified facts (``attestations``)."""
+    decision_id = Varchar(length=64, default="")
+    created_by = Varchar(length=200, default="")
+    created_at = Timestamptz()
 
 
 class AgentToolBinding(Table, tablename="agent_tool_bindings"):
@@ -347,6 +367,7 @@ ALL_TABLES: tuple[type[Table], ...] = (
     ToolCall,
     Model,
     Tool,
+    AgentTemplate,
     AgentToolBinding,
     Bundle,
     TrustedKey,

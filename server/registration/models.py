@@ -25,28 +25,22 @@ Order of a registration, and why:
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from piccolo.columns import Column
 
-from engine import Decision, Outcome, Resource
+from engine import Decision, Resource
 from registry import (
-    ArtifactDigest,
     FilesystemArtifactStore,
     Reason,
     RegistryError,
-    Rejected,
     StatementPolicy,
     StoreLimits,
     TrustRoot,
-    check_sha256,
     digest_chunks,
-    verify_statement,
 )
 from registry.statements import MODEL_SIGNING_V1, SLSA_PROVENANCE_V1
 from server.auth import Caller, utcnow
@@ -55,18 +49,16 @@ from server.errors import (
     ConflictError,
     InvalidInputError,
     NotFoundError,
-    PolicyDeniedError,
 )
-from server.gate import Gate
+from server.gate import Gate, Parked
 from server.registration.common import (
     MAX_JSON_ARTIFACT_BYTES,
     MODEL_NAME,
     AttestationRejectedError,
     ModelRegister,
     TrustRootIn,
-    UploadTooLargeError,
-    rejected,
 )
+from server.registration.evidence import verify_evidence
 from server.registration.trust import (
     TableTrustStore,
     parse_public_key,
@@ -98,11 +90,6 @@ def _model_view(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def approval_obligation(decision: Decision) -> bool:
-    """Whether an allowing decision carries the `require_approval` obligation."""
-    return any(o.get("type") == "require_approval" for o in decision.obligations)
-
-
 def statement_policy(settings: Mapping[str, Any]) -> StatementPolicy:
     """The tenant's accepted SLSA builders and build parameters (``settings.registry``).
 
@@ -128,33 +115,6 @@ def statement_policy(settings: Mapping[str, Any]) -> StatementPolicy:
     )
 
 
-def decode_artifact(text: str, max_bytes: int = MAX_JSON_ARTIFACT_BYTES) -> bytes:
-    """The artifact of the JSON form; 413 beyond ``max_bytes``, 400 when not base64."""
-    if len(text) > (max_bytes + 2) // 3 * 4 + 4:  # refuse before decoding a huge string
-        raise UploadTooLargeError(
-            f"the artifact is larger than the limit of {max_bytes} bytes",
-            reason=Reason.UPLOAD_TOO_LARGE.value,
-        )
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidInputError("`artifact_base64` is not valid base64") from exc
-
-
-def attestation_context(facts: Mapping[str, Any]) -> dict[str, Any]:
-    """``context.attestations`` of `model.register`: the verified facts
-    (:meth:`AttestationFacts.to_context`) in the shape the registry-admission
-    policies read — ``verified: true`` and ``subject_digests`` as ``sha256:<hex>``
-    strings; the named subjects are kept under ``subjects``."""
-    subjects = list(facts.get("subject_digests", []))
-    return {
-        **facts,
-        "verified": True,
-        "subjects": subjects,
-        "subject_digests": [f"sha256:{s['sha256']}" for s in subjects],
-    }
-
-
 class RegistryService:
     """Trust roots and model registration of the caller's tenant."""
 
@@ -164,6 +124,10 @@ class RegistryService:
             data_dir / "registry" / "artifacts",
             StoreLimits(max_bytes=MAX_JSON_ARTIFACT_BYTES),
         )
+
+    @property
+    def gate(self) -> Gate:
+        return self._gate
 
     # trust roots
 
@@ -192,6 +156,12 @@ class RegistryService:
         """Revoke a root; effective for every registration that starts afterwards."""
         return await TableTrustStore(caller.tenant).revoke(key_id, caller.subject)
 
+    async def put_blobs(self, blobs: list[bytes]) -> None:
+        """Write verified bytes to the content-addressed store (before any transaction)."""
+        for blob in blobs:
+            digest = digest_chunks([blob], max_bytes=MAX_JSON_ARTIFACT_BYTES).sha256
+            await asyncio.to_thread(self._artifacts.put, [blob], expected_sha256=digest)
+
     # models
 
     async def models(self, caller: Caller) -> dict[str, Any]:
@@ -216,7 +186,7 @@ class RegistryService:
             raise NotFoundError(f"no model `{ident}`")
         return _model_view(row)
 
-    async def _settings(self, tenant: str) -> dict[str, Any]:
+    async def settings(self, tenant: str) -> dict[str, Any]:
         # Read fresh (not the per-process cache): an allowlist just narrowed must hold now.
         row = (
             await Tenant.select(Tenant.settings)
@@ -226,40 +196,32 @@ class RegistryService:
         )
         return dict(row["settings"] or {}) if row else {}
 
-    def _digest(self, body: ModelRegister) -> tuple[ArtifactDigest, bytes | None]:
-        if (body.artifact_base64 is None) == (body.sha256 is None):
-            raise InvalidInputError("give exactly one of `artifact_base64` and `sha256`")
-        try:
-            if body.artifact_base64 is not None:
-                data = decode_artifact(body.artifact_base64)
-                return digest_chunks([data], max_bytes=MAX_JSON_ARTIFACT_BYTES), data
-            return ArtifactDigest(check_sha256(body.sha256, what="`sha256`"), 0), None
-        except Rejected as exc:
-            raise rejected(exc) from exc
-
     async def register_model(
-        self, caller: Caller, body: ModelRegister, trace_id: str
+        self, caller: Caller, body: ModelRegister, trace_id: str, approval: str | None = None
     ) -> dict[str, Any]:
-        """Verify the evidence, decide `model.register`, store the model with the decision."""
+        """Verify the evidence, decide `model.register`, store the model with the decision.
+
+        A model the policy holds for approval (its `require_approval` obligation, for
+        `admin_approval_required`) is parked: the approval runs this again, evidence
+        verified anew, as the requester (the bytes are already stored: the parked
+        request names them by digest)."""
         name = body.name
         if not MODEL_NAME.fullmatch(name):
             raise InvalidInputError(
                 "`name` must be 1-200 characters: letters, digits and `._:+-`, "
                 "starting with a letter or digit"
             )
-        digest, data = self._digest(body)
         trust = TableTrustStore(caller.tenant)
-        now = utcnow()
-        try:
-            facts = verify_statement(
-                json.dumps(body.attestation.envelope),
-                digest,
-                await trust.snapshot(),
-                now=now,
-                policy=statement_policy(await self._settings(caller.tenant)),
-            )
-        except Rejected as exc:
-            raise rejected(exc) from exc
+        verified = await verify_evidence(
+            body.attestation,
+            body.provenance,
+            body.artifact_base64,
+            body.sha256,
+            store=await trust.snapshot(),
+            statements=statement_policy(await self.settings(caller.tenant)),
+            now=utcnow(),
+            name=name,
+        )
         ident = model_id(caller.tenant, name)
         existing = (
             await Model.select(Model.id, Model.verified)
@@ -268,30 +230,28 @@ class RegistryService:
         )
         if existing is not None and existing["verified"]:
             raise ConflictError(f"model `{name}` is already registered and verified")
-        if data is not None:
-            # Before the transaction: content-addressed, so an orphan on rollback is harmless.
-            await asyncio.to_thread(self._artifacts.put, [data], expected_sha256=digest.sha256)
-        attestations = attestation_context(facts.to_context())
+        # Before the transaction: content-addressed, so an orphan on rollback is harmless.
+        await self.put_blobs(verified.blobs)
+        attestations = verified.attestations
         attributes = {
-            "sha256": digest.sha256,
+            "sha256": verified.sha256,
             "privacy": body.privacy,
             "admin_approval_required": body.admin_approval_required,
         }
         resource = Resource(type="model", id=name, tenant=caller.tenant, attributes=attributes)
-        signers = list(facts.signer_key_ids)
+        signers = verified.signers
 
         async def store(decision: Decision) -> bool:
-            if approval_obligation(decision):
-                return False  # recorded with its obligation; nothing registered
             if not await trust.all_active(signers, utcnow()):
                 raise AttestationRejectedError(
                     "a key that signed the evidence was revoked or expired during registration",
                     reason=Reason.REVOKED_KEY.value,
                 )
             stored = {
-                "size": digest.size if data is not None else None,
-                "artifact_stored": data is not None,
+                "size": verified.size,
+                "artifact_stored": bool(verified.blobs),
                 "attestations": attestations,
+                **({"files": verified.files} if verified.files else {}),
             }
             values: dict[Column | str, Any] = {
                 Model.privacy: body.privacy,
@@ -299,7 +259,7 @@ class RegistryService:
                 Model.verified: True,
                 Model.admin_approval_required: body.admin_approval_required,
                 Model.attributes: {**attributes, **stored},
-                Model.sha256: digest.sha256,
+                Model.sha256: verified.sha256,
                 Model.decision_id: decision.decision_id,
             }
             if existing is not None:  # a seeded, unverified model gets its evidence
@@ -321,35 +281,26 @@ class RegistryService:
                     verified=True,
                     admin_approval_required=body.admin_approval_required,
                     attributes={**attributes, **stored},
-                    sha256=digest.sha256,
+                    sha256=verified.sha256,
                     decision_id=decision.decision_id,
                     created_at=utcnow(),
                 )
             )
             return True
 
+        parked = msgspec.to_builtins(body)
+        if parked.pop("artifact_base64", None) is not None:
+            parked["sha256"] = verified.sha256  # stored already; the digest names it
         governed = await self._gate.govern(
             caller,
             "model.register",
             resource,
             {"attestations": attestations},
             store,
+            park=Parked("model.register", parked),
+            approval=approval,
             trace_id=trace_id,
         )
-        if not governed.value:
-            raise PolicyDeniedError(
-                f"`model.register` of `{name}` needs an admin's approval, and registrations "
-                "cannot be parked yet: nothing was registered",
-                decision_id=governed.decision.decision_id,
-                outcome=Outcome.PENDING_APPROVAL.value,
-                reasons=[
-                    {
-                        "policy": "registry_admission.require_approval",
-                        "message": "the model requires admin approval (`admin_approval_required`)",
-                        "engine": "server",
-                    }
-                ],
-            )
         return {
             **await self.model(caller, existing["id"] if existing else ident),
             **governed.summary(),

@@ -306,3 +306,28 @@ async def test_parked_arguments_are_shown_with_secrets_masked(
     assert secret not in listed.text
     mine = [a for a in listed.json()["items"] if a["id"] == parked.json()["approval_id"]]
     assert mine[0]["payload"]["changes"]["config"]["crm_api_key"] == "***"
+
+
+async def test_a_require_approval_obligation_parks_an_allowed_deploy(
+    client: httpx.AsyncClient, auth: Any, new_agent: Any
+) -> None:
+    # gpt-4.5 is seeded with admin_approval_required: deploy-gates allows the deploy (in
+    # warn mode, the unverified model is only a warning) with a require_approval
+    # obligation. Unhonoured, that obligation would be an allow by omission.
+    agent_id = str((await new_agent({**GATED, "model": "model://gpt-4.5"}))["id"])
+    await set_mode(client, auth, agent_id, "warn")
+    response = await deploy(client, auth, agent_id)
+    assert response.status_code == 202, response.text
+    parked = response.json()
+    assert parked["status"] == "pending_approval"
+    first = await record(client, auth, parked["decision_id"])
+    assert first["result"]["outcome"] == "pending_approval"
+    assert {"type": "require_approval", "role": "admin"} in first["result"]["obligations"]
+    assert (await agent(client, auth, agent_id))["deployment"] is None
+
+    url = f"/api/v1/approvals/{parked['approval_id']}"
+    approved = await client.post(url, json={"decision": "approve"}, headers=auth("admin"))
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["result"]["status"] == "deployed"
+    again = await record(client, auth, approved.json()["result"]["decision_id"])
+    assert (again["result"]["outcome"], again["approval"]) == ("allow", parked["approval_id"])

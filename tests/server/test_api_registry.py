@@ -444,30 +444,52 @@ async def test_bad_bodies_are_400(
         assert_error(response, 400, "invalid_input")
 
 
-async def test_admin_approval_required_is_refused_pending_approval(
+async def test_admin_approval_required_parks_the_registration_until_approved(
     client: httpx.AsyncClient, auth: Auth, fresh_tenant: str, attester: Key
 ) -> None:
-    """The `require_approval` obligation of `model.register` is honoured but not parked (no
-    approval can run a registration yet): refused as `policy_denied` with outcome
-    `pending_approval`; the decision is recorded with its obligation; nothing stored."""
+    """The `require_approval` obligation of `model.register` parks it (202): nothing is
+    stored until an admin approves; the approval verifies the evidence again and
+    registers the model as the requester."""
     await configure(fresh_tenant)
     await trust(client, auth, fresh_tenant, attester)
     _, verified, rows = await state_of(fresh_tenant)
     response = await client.post(
         "/api/v1/models",
         json=body("gated", envelope(statement(), attester), admin_approval_required=True),
-        headers=auth("security", tenant=fresh_tenant),
+        headers=auth("security", tenant=fresh_tenant, subject="usr_sam"),
     )
-    refused = assert_error(response, 403, "policy_denied")
-    assert refused["outcome"] == "pending_approval"
+    assert response.status_code == 202, response.text
+    parked = response.json()
+    assert parked["status"] == "pending_approval"
     _, verified_after, rows_after = await state_of(fresh_tenant)
     assert (verified_after, rows_after) == (verified, rows)
     record = await client.get(
-        f"/api/v1/decisions/{refused['decision_id']}", headers=auth("auditor", tenant=fresh_tenant)
+        f"/api/v1/decisions/{parked['decision_id']}", headers=auth("auditor", tenant=fresh_tenant)
     )
     assert record.json()["input"]["context"]["attestations"]["verified"] is True
+    assert record.json()["result"]["outcome"] == "pending_approval"
     obligations = record.json()["result"]["obligations"]
     assert {"type": "require_approval", "role": "admin"} in obligations
+
+    url = f"/api/v1/approvals/{parked['approval_id']}"
+    approved = await client.post(
+        url, json={"decision": "approve"}, headers=auth("admin", tenant=fresh_tenant)
+    )
+    assert approved.status_code == 200, approved.text
+    model = approved.json()["result"]
+    assert (model["name"], model["verified"], model["admin_approval_required"]) == (
+        "gated",
+        True,
+        True,
+    )
+    again = await client.get(
+        f"/api/v1/decisions/{model['decision_id']}", headers=auth("auditor", tenant=fresh_tenant)
+    )
+    assert (again.json()["result"]["outcome"], again.json()["approval"]) == (
+        "allow",
+        parked["approval_id"],
+    )
+    assert again.json()["principal"]["id"] == "usr_sam"  # run again as its requester
 
 
 async def test_trust_roots_and_models_do_not_cross_tenants(

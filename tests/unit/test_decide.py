@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import pytest
 
 from engine import (
     Bundle,
+    Decision,
     EngineVerdict,
     EvalError,
     InvalidInput,
@@ -16,6 +18,7 @@ from engine import (
     Outcome,
     PolicySet,
     Reason,
+    apply_approval_obligations,
     combine,
     compile_bundles,
     decide,
@@ -94,13 +97,18 @@ def test_warn_and_audit_let_a_policy_deny_through(
     assert [r.message for r in decision.reasons] == ["rego: no prod"]
 
 
-def test_enforce_denies_and_drops_obligations(
+def test_enforce_denies_and_keeps_the_obligations_for_later_modes(
     rego_set: PolicySet, make_request: Any, decide_now: Any
 ) -> None:
     allowed = decide_now(rego_set, make_request())
     assert (allowed.allowed, allowed.obligations) == (True, [{"audit": True}])
     denied = decide_now(rego_set, make_request(attributes={"env": "prod"}))
-    assert (denied.allowed, denied.outcome, denied.obligations) == (False, Outcome.DENY, [])
+    # A per-bundle warn/audit mode or an approval may still let it through: then they bind.
+    assert (denied.allowed, denied.outcome, denied.obligations) == (
+        False,
+        Outcome.DENY,
+        [{"audit": True}],
+    )
 
 
 def test_require_approval_makes_a_deny_pending(
@@ -255,3 +263,28 @@ def test_combine_over_the_time_limit() -> None:
     assert within.allowed
     assert not over.allowed
     assert [e.code for e in over.errors] == ["evaluation_timeout"]
+
+
+def test_a_require_approval_obligation_parks_an_allow_until_approved() -> None:
+    allowed = Decision(
+        decision_id="d",
+        action="agent.deploy",
+        allowed=True,
+        outcome=Outcome.ALLOW,
+        mode=Mode.ENFORCE,
+        verdict_allowed=True,
+        reasons=[],
+        warnings=[],
+        obligations=[{"type": "require_approval", "role": "admin"}],
+        engines=[],
+        revisions={},
+        errors=[],
+        duration_us=1.0,
+    )
+    parked = apply_approval_obligations(allowed)
+    assert (parked.allowed, parked.outcome) == (False, Outcome.PENDING_APPROVAL)
+    assert apply_approval_obligations(allowed, approved=True) == allowed
+    plain = msgspec.structs.replace(allowed, obligations=[{"type": "log"}])
+    assert apply_approval_obligations(plain) == plain
+    denied = msgspec.structs.replace(allowed, allowed=False, outcome=Outcome.DENY)
+    assert apply_approval_obligations(denied) == denied
