@@ -9,6 +9,7 @@ older stored revision explicitly.
 from __future__ import annotations
 
 import base64
+import contextlib
 import secrets
 from typing import Any
 
@@ -27,11 +28,13 @@ from engine import (
 from engine.bundle import Bundle as LoadedBundle
 from engine.bundle import bundle_from_files, read_tarball
 from engine.bundle.signing import ALGORITHMS, revision_key
+from registry import Purpose, RegistryError
 from server.auth import Caller, utcnow
 from server.db.tables import Bundle, TrustedKey
 from server.errors import ConflictError, InvalidInputError, NotFoundError
 from server.gate import Gate
 from server.policies import GLOBAL_TENANT, PolicyService
+from server.registration.trust import TableTrustStore
 
 
 def _row_view(row: dict[str, Any]) -> dict[str, Any]:
@@ -60,6 +63,10 @@ def _fits(key: Any, algorithm: str) -> bool:
     if algorithm == "EdDSA":
         return isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey)
     return False
+
+
+#: JWT algorithm of a bundle signature by a trust root's key type.
+_JWT_ALGORITHMS = {"ecdsa": "ES256", "ed25519": "EdDSA", "rsa": "RS256"}
 
 
 class BundleService:
@@ -110,8 +117,20 @@ class BundleService:
         return {"items": [{k: r[k] for k in ("key_id", "algorithm", "public_key")} for r in rows]}
 
     async def _trusted(self, tenant: str) -> dict[str, VerificationKey]:
+        """The tenant's bundle keys (`/keys`) and its active `bundle-signing` trust roots
+        (`/trust-roots`, named by their securesystemslib key id, revocable)."""
         rows = await TrustedKey.select().where(TrustedKey.tenant == tenant)
-        return {r["key_id"]: VerificationKey(r["public_key"], r["algorithm"]) for r in rows}
+        keys = {r["key_id"]: VerificationKey(r["public_key"], r["algorithm"]) for r in rows}
+        roots = await TableTrustStore(tenant).snapshot()
+        now = utcnow()
+        for root in roots.list(Purpose.BUNDLE_SIGNING):
+            algorithm = _JWT_ALGORITHMS.get(str(root.key.get("keytype", "")))
+            if algorithm is not None and root.is_active(now):
+                with contextlib.suppress(ValueError, RegistryError):  # no PEM form: not usable
+                    keys.setdefault(
+                        root.key_id, VerificationKey(root.public_pem().decode(), algorithm)
+                    )
+        return keys
 
     async def _revisions(self, tenant: str, name: str) -> list[dict[str, Any]]:
         rows = await Bundle.select().where((Bundle.tenant == tenant) & (Bundle.name == name))
