@@ -10,62 +10,20 @@ shipped bundles built and activated).
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlparse, urlunparse
 
-import asyncpg
 import pytest
 
 from server.bootstrap import ensure_keys, ensure_tenant, install_shipped_bundles, migrate
 from server.db.engine import bind, engine_for
 from server.settings import Settings
+from tests.services import admin_sql, close_engine, postgres_url, with_database
 
 TENANT = "default"
 OTHER = "globex"
-
-
-def _require(what: str) -> str:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{what} is required in CI but was not set", pytrace=False)
-    pytest.skip(f"{what} not available (run `make test`)")
-
-
-def postgres_url() -> str:
-    """The test PostgreSQL server (skip, or fail in CI, without one)."""
-    url = os.environ.get("AION_TEST_DATABASE_URL", "")
-    return url or _require("PostgreSQL (AION_TEST_DATABASE_URL; `scripts/services.sh` starts one)")
-
-
-def redis_url() -> str:
-    """The test Redis server (skip, or fail in CI, without one)."""
-    url = os.environ.get("AION_TEST_REDIS_URL", "")
-    return url or _require("Redis (AION_TEST_REDIS_URL; `scripts/redis.sh` starts one)")
-
-
-def with_database(url: str, name: str) -> str:
-    """``url`` naming database ``name``."""
-    return urlunparse(urlparse(url)._replace(path=f"/{name}"))
-
-
-async def admin_sql(sql: str) -> None:
-    """Run one statement on the PostgreSQL server's maintenance database."""
-    connection = await asyncpg.connect(postgres_url())
-    try:
-        await connection.execute(sql)
-    finally:
-        await connection.close()
-
-
-async def close_engine(db: Any) -> None:
-    """Close the connections an engine keeps for this event loop (if it keeps any)."""
-    close = getattr(db, "close", None)
-    if close is not None:
-        await close()
 
 
 async def bootstrap(settings: Settings) -> None:

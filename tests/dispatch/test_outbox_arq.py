@@ -29,8 +29,8 @@ from server.dispatch.outbox import OutboxRelay
 from server.dispatch.worker import compose_scheduler, worker_gate
 from server.settings import Settings
 from server.tenants import TenantDirectory
-from tests.dispatch.conftest import redis_url
 from tests.dispatch.support import deployed_agent, insert_task, task_row, wait_for
+from tests.services import redis_url
 
 pytestmark = pytest.mark.anyio
 

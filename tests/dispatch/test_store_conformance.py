@@ -27,8 +27,8 @@ from server.db.engine import bind, engine_for
 from server.db.tables import Run
 from server.dispatch.store import PiccoloRunStore, token_hash
 from server.settings import Settings
-from tests.dispatch.conftest import admin_sql, close_engine, postgres_url, with_database
 from tests.dispatch.support import insert_spec
+from tests.services import admin_sql, close_engine, postgres_url, with_database
 
 pytestmark = pytest.mark.anyio
 

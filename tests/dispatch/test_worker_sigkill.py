@@ -29,9 +29,10 @@ from server.db.tables import Artifact, Run
 from server.dispatch.arqqueue import ArqJobQueue
 from server.dispatch.outbox import OutboxRelay
 from server.settings import Settings
-from tests.dispatch.conftest import close_engine, fresh_database, postgres_url, redis_url
+from tests.dispatch.conftest import fresh_database
 from tests.dispatch.support import current_revision, deployed_agent, insert_task, task_row, wait_for
 from tests.dispatch.workers import Workers, flush, redis_db_url
+from tests.services import close_engine, postgres_url, redis_url
 
 pytestmark = pytest.mark.anyio
 

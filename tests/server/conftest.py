@@ -15,7 +15,6 @@ them, so Litestar's synchronous TestClient (app on another thread) is not used.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -23,9 +22,8 @@ from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse, urlunparse
+from urllib.parse import urlparse
 
-import asyncpg
 import httpx
 import pytest
 from litestar import Litestar
@@ -39,6 +37,7 @@ from server.db.tables import Agent, Decision, Event, Outbox, Task, ToolCall
 from server.settings import Settings
 from server.state import Services
 from tests.server.api_support import OTHER, RESEARCH, TENANT, client_of, make_app
+from tests.services import admin_sql, close_engine, postgres_url, with_database
 
 BACKENDS = ("sqlite", "postgres")
 
@@ -56,35 +55,6 @@ def _test_settings(**values: Any) -> Settings:
     )
 
 
-def _postgres_url() -> str:
-    url = os.environ.get("AION_TEST_DATABASE_URL", "")
-    if not url:
-        what = "PostgreSQL (AION_TEST_DATABASE_URL; `scripts/services.sh` starts one)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{what} is required in CI but was not set", pytrace=False)
-        pytest.skip(f"{what} not available (run `make test`)")
-    return url
-
-
-def _with_database(url: str, name: str) -> str:
-    return urlunparse(urlparse(url)._replace(path=f"/{name}"))
-
-
-async def _admin(sql: str) -> None:
-    connection = await asyncpg.connect(_postgres_url())
-    try:
-        await connection.execute(sql)
-    finally:
-        await connection.close()
-
-
-async def _close(db: Any) -> None:
-    """Close the connections an engine keeps for this event loop (if it keeps any)."""
-    close = getattr(db, "close", None)
-    if close is not None:
-        await close()
-
-
 async def _bootstrap(settings: Settings, keys: Keys) -> None:
     migrate(settings)
     db = engine_for(settings.database_url, settings.data_dir)
@@ -94,7 +64,7 @@ async def _bootstrap(settings: Settings, keys: Keys) -> None:
         await ensure_tenant(OTHER)
         await install_shipped_bundles(settings, keys)
     finally:
-        await _close(db)
+        await close_engine(db)
 
 
 @dataclass
@@ -112,9 +82,9 @@ class _Templates:
                 settings = _test_settings(data_dir=self.root / "template-sqlite")
             else:
                 name = f"aion_tpl_{uuid.uuid4().hex[:12]}"
-                await _admin(f'CREATE DATABASE "{name}"')
+                await admin_sql(f'CREATE DATABASE "{name}"')
                 self.databases.append(name)
-                url = _with_database(_postgres_url(), name)
+                url = with_database(postgres_url(), name)
                 settings = _test_settings(data_dir=self.root / "template-pg", database_url=url)
             await _bootstrap(settings, self.keys)
             self.made[backend] = settings
@@ -139,7 +109,7 @@ async def _templates(
     templates = _Templates(tmp_path_factory.mktemp("server-templates"), server_keys)
     yield templates
     for name in templates.databases:
-        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -151,7 +121,7 @@ async def server_db(
     """A fresh, bootstrapped database of this module, on each backend."""
     backend = str(request.param)
     if backend == "postgres":
-        _postgres_url()  # skip (or fail in CI) before touching anything
+        postgres_url()  # skip (or fail in CI) before touching anything
     template = await _templates.get(backend)
     data_dir = tmp_path_factory.mktemp(f"server-{backend}")
     if backend == "sqlite":
@@ -165,20 +135,18 @@ async def server_db(
         return
     name = f"aion_test_{uuid.uuid4().hex[:12]}"
     source = urlparse(template.database_url).path[1:]
-    await _admin(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
+    await admin_sql(f'CREATE DATABASE "{name}" TEMPLATE "{source}"')
     try:
-        yield replace(
-            template, data_dir=data_dir, database_url=_with_database(_postgres_url(), name)
-        )
+        yield replace(template, data_dir=data_dir, database_url=with_database(postgres_url(), name))
     finally:
-        await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="module")
 async def _module_services(server_db: Settings, server_keys: Keys) -> AsyncIterator[Services]:
     services = build_services(server_db, server_keys)
     yield services
-    await _close(services.db)
+    await close_engine(services.db)
 
 
 @pytest.fixture
