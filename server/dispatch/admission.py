@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime
 from typing import Any
 
 from engine import Resource
@@ -84,7 +85,11 @@ class ServerAdmission:
         except Exception as exc:  # the active set cannot load: the gate will deny, with reasons
             log.warning("active policy set of `%s` unavailable: %s", task.tenant, exc)
             current = ""
-        if current and current == (task.admitted_revision or ""):
+        # The submit's decision saw the agent as it was then: a change since (its model,
+        # configuration, attached policies or modes) is a new situation, decided anew.
+        updated = agent.get("updated_at")
+        changed = isinstance(updated, datetime) and updated.timestamp() > task.submitted_at
+        if current and current == (task.admitted_revision or "") and not changed:
             return Admission(True)
         return await self._decide_again(task, dict(agent))
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from kernel import Event, EventKind, RunContext, RunOutcome
-from server.db.tables import Decision
+from server.auth import utcnow
+from server.db.tables import Agent, Decision
 from server.db.tables import Event as EventRow
 from server.dispatch.admission import ServerAdmission
 from server.dispatch.events import DbEventSink
@@ -59,6 +60,24 @@ async def test_changed_revision_still_allowed_is_admitted(bound: Settings) -> No
     task_id = await insert_task(agent_id=agent, admitted_revision='{"old":"1"}')
     admitted = await ServerAdmission(worker_gate(bound)).still_admitted(await _spec(task_id))  # type: ignore[arg-type]
     assert admitted.allowed, admitted.reason
+
+
+async def test_an_agent_changed_after_submit_is_decided_anew(bound: Settings) -> None:
+    # Same bundle revisions, but the agent moved to an API model after an invoice_ocr
+    # task (local models only) was admitted: the start re-decides and refuses.
+    agent = await deployed_agent()
+    local = {Agent.model: "model://llama3.2:3b", Agent.updated_at: utcnow()}
+    await Agent.update(local).where(Agent.id == agent)  # before the submit
+    revision = await current_revision()
+    task_id = await insert_task(agent_id=agent, intent="invoice_ocr", admitted_revision=revision)
+    gate = worker_gate(bound)
+    assert (await ServerAdmission(gate).still_admitted(await _spec(task_id))).allowed  # type: ignore[arg-type]
+    await Agent.update({Agent.model: "model://gpt-4o", Agent.updated_at: utcnow()}).where(
+        Agent.id == agent
+    )
+    refused = await ServerAdmission(gate).still_admitted(await _spec(task_id))  # type: ignore[arg-type]
+    assert not refused.allowed
+    assert "invoice_ocr" in refused.reason
 
 
 def test_registry_refuses_bad_files_and_reads_keys_from_the_environment() -> None:
