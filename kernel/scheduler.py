@@ -15,15 +15,13 @@ on (succeeded, retry_wait with a due time, dead_lettered, cancelled).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import logging
 import random as _random
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
-from kernel.clock import Clock
+from kernel.clock import Clock, first_completed
 from kernel.events import Event, EventKind, EventSink
 from kernel.fairshare import FairShare
 from kernel.model import RandomSource, RetryPolicy, RunOutcome, RunResult, TaskSpec, TaskState
@@ -424,7 +422,7 @@ class Scheduler:
                     await self.pump()
                 except Exception as exc:  # a database blip must not stop the worker
                     log.warning("scheduling round failed, trying again: %s", exc)
-                    await _first(stop.wait(), self.clock.sleep(ERROR_PAUSE_S))
+                    await first_completed(stop.wait(), self.clock.sleep(ERROR_PAUSE_S))
                     continue
                 wake_at = last_sweep + self.config.sweep_s
                 if intake_s is not None:
@@ -432,7 +430,9 @@ class Scheduler:
                 due = self.next_wakeup()
                 if due is not None:
                     wake_at = min(wake_at, due)
-                await _first(self._wake.wait(), stop.wait(), self.clock.sleep(wake_at - now))
+                await first_completed(
+                    self._wake.wait(), stop.wait(), self.clock.sleep(wake_at - now)
+                )
         finally:
             receiver.cancel()
             await asyncio.gather(receiver, return_exceptions=True)
@@ -493,15 +493,3 @@ class Scheduler:
             due_at=due_at,
         )
         await self.events.emit(event)
-
-
-async def _first(*waits: Awaitable[object]) -> None:
-    """Wait until the first of ``waits`` completes; cancel the others."""
-    tasks = [asyncio.ensure_future(w) for w in waits]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*tasks, return_exceptions=True)

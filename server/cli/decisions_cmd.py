@@ -8,9 +8,7 @@ tables to it and run the log's coroutine on their own event loop.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -20,9 +18,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from server.cli.common import EXIT_FAIL, EXIT_OK, fail
-from server.db.engine import bind, engine_for
+from server.cli.database import run_on_database
 from server.decisionlog import DecisionLogError, PiccoloDecisionLog
-from server.settings import Settings
 
 T = TypeVar("T")
 
@@ -57,34 +54,13 @@ def load_private_key(path: str) -> Ed25519PrivateKey:
 
 
 def _run(args: argparse.Namespace, work: Callable[[PiccoloDecisionLog], Awaitable[T]]) -> T:
-    """Open the database named by the arguments (or ``AION_*``) and run ``work`` on it."""
-    data_dir = Path(args.data_dir) if args.data_dir else None
-    url = "" if data_dir is not None else args.database_url
-    settings = Settings.from_env(data_dir=data_dir, database_url=url)
-    if settings.sqlite:
-        url = settings.database_url
-        path = Path(url.removeprefix("sqlite:///")) if url else settings.data_dir / "aion.db"
-        if not path.is_file():
-            fail(f"no database at `{path}` (use --data-dir or --database-url)")
-    engine = engine_for(settings.database_url, settings.data_dir)
-    bind(engine)
-
-    async def main() -> T:
-        try:
-            return await work(PiccoloDecisionLog(engine))
-        finally:
-            close = getattr(engine, "close", None)  # kept SQLite connections of this loop
-            if close is not None:
-                await close()
-
+    """Run ``work`` on the decision log of the database named by the arguments."""
     try:
-        return asyncio.run(main())
+        return run_on_database(
+            args, lambda engine: work(PiccoloDecisionLog(engine)), "read the decision log"
+        )
     except DecisionLogError as exc:
         fail(str(exc))
-    except Exception as exc:  # a database that cannot be read is not a verdict
-        if isinstance(exc, OSError | sqlite3.Error) or type(exc).__module__.startswith("asyncpg"):
-            fail(f"cannot read the decision log ({type(exc).__name__}: {exc})")
-        raise
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -12,9 +12,6 @@ Exit codes: 0 all accepted / no drift, 1 a manifest refused / drift, 2 usage.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import sqlite3
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,41 +34,11 @@ from registry.index import (
     parse_lock,
 )
 from server.cli.common import EXIT_FAIL, EXIT_OK, fail
-from server.db.engine import bind, engine_for
+from server.cli.database import run_on_database
 from server.db.tables import Model, Tenant, Tool
-from server.settings import Settings
 
 T = TypeVar("T")
 SOURCE = "registry-import"
-
-
-def _run(args: argparse.Namespace, work: Callable[[Any], Awaitable[T]]) -> T:
-    """Open the database named by the arguments (or ``AION_*``) and run ``work(engine)``."""
-    data_dir = Path(args.data_dir) if args.data_dir else None
-    url = "" if data_dir is not None else args.database_url
-    settings = Settings.from_env(data_dir=data_dir, database_url=url)
-    if settings.sqlite:
-        url = settings.database_url
-        path = Path(url.removeprefix("sqlite:///")) if url else settings.data_dir / "aion.db"
-        if not path.is_file():
-            fail(f"no database at `{path}` (use --data-dir or --database-url)")
-    engine = engine_for(settings.database_url, settings.data_dir)
-    bind(engine)
-
-    async def main() -> T:
-        try:
-            return await work(engine)
-        finally:
-            close = getattr(engine, "close", None)
-            if close is not None:
-                await close()
-
-    try:
-        return asyncio.run(main())
-    except Exception as exc:
-        if isinstance(exc, OSError | sqlite3.Error) or type(exc).__module__.startswith("asyncpg"):
-            fail(f"cannot use the database ({type(exc).__name__}: {exc})")
-        raise
 
 
 async def _known(tenant: str) -> tuple[Known, dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
@@ -229,7 +196,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             await _write(engine, tenant, report.accepted, models, tools)
         return report
 
-    report = _run(args, work)
+    report = run_on_database(args, work, "use the database")
     _print_report(report)
     refused = sum(1 for r in report.results if not r.accepted)
     total = len(report.results)

@@ -16,13 +16,13 @@ healthy queue collapses into its existing job, so re-sending is harmless.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 from kernel import JobQueue, TaskState
+from kernel.clock import first_completed
 from server.auth import utcnow
 from server.db.tables import Outbox, Task
 from server.settings import Settings
@@ -117,18 +117,7 @@ class OutboxRelay:
                     await self.reconcile_once()
             except Exception as exc:  # the queue or database is down: try again at the next poll
                 log.warning("outbox relay failed (%s: %s); retrying", type(exc).__name__, exc)
-            await _first(self._kicked.wait(), stop.wait(), asyncio.sleep(self.poll_s))
-
-
-async def _first(*waits: Any) -> None:
-    tasks = [asyncio.ensure_future(w) for w in waits]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await first_completed(self._kicked.wait(), stop.wait(), asyncio.sleep(self.poll_s))
 
 
 __all__ = ["OutboxRelay"]
