@@ -27,12 +27,9 @@ from registry.index import (
     Known,
     Manifest,
     check_entries,
-    diff_locks,
-    dump_lock,
     load_index,
-    lock_document,
-    parse_lock,
 )
+from registry.lock import diff_locks, dump_lock, lock_document, parse_lock
 from server.cli.common import EXIT_FAIL, EXIT_OK, fail
 from server.cli.database import run_on_database
 from server.db.tables import Model, Tenant, Tool

@@ -42,6 +42,7 @@ def test_public_surface_is_all_exported() -> None:
         "errors",
         "facts",
         "index",
+        "lock",
         "keyless",
         "layout",
         "links",

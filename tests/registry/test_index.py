@@ -24,13 +24,10 @@ from registry.index import (
     Known,
     canonical_sha256,
     check_index,
-    diff_locks,
-    dump_lock,
     find_references,
-    lock_document,
     parse_index,
-    parse_lock,
 )
+from registry.lock import diff_locks, dump_lock, lock_document, parse_lock
 
 SHA = hashlib.sha256(b"model weights v1\n").hexdigest()
 
