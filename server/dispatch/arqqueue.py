@@ -42,6 +42,10 @@ DEFAULT_QUEUE = "aion:dispatch"
 FUNCTION = "deliver"
 
 
+#: How long ``close`` lets acknowledged jobs finish recording their end in Redis.
+FINISH_WAIT_S = 5.0
+
+
 class ArqJobQueue:
     """Producer and consumer sides of dispatch on one Redis (see the module docstring)."""
 
@@ -160,8 +164,23 @@ class ArqJobQueue:
             self._worker.allow_pick_jobs = False
 
     async def close(self) -> None:
-        """Stop the worker: unacknowledged deliveries are cancelled, so arq queues them again."""
+        """Stop the worker: unacknowledged deliveries are cancelled, so arq queues them again.
+
+        Acknowledged ones are left to finish first (bounded): arq records a job's end
+        in a shielded step that cancelling does not stop, and closing the connections
+        under it would fail it.
+        """
         self._closed = True
+        worker = self._worker
+        if worker is not None:
+            worker.allow_pick_jobs = False
+            finishing = [
+                task
+                for job_id, task in worker.tasks.items()
+                if job_id not in self._waiting and not task.done()
+            ]
+            if finishing:
+                await asyncio.wait(finishing, timeout=FINISH_WAIT_S)
         if self._consumer is not None:
             self._consumer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
