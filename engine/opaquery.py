@@ -21,6 +21,27 @@ _SEGMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_PATH_SEGMENTS = 32
 MAX_PATH_CHARS = 512
 
+#: Rego keywords: never a package or rule name, and not a reference segment either.
+KEYWORDS = frozenset(
+    [
+        "as",
+        "contains",
+        "default",
+        "else",
+        "every",
+        "false",
+        "if",
+        "import",
+        "in",
+        "not",
+        "null",
+        "package",
+        "some",
+        "true",
+        "with",
+    ]
+)
+
 #: Rule names whose value is a set of denial messages (empty: allowed).
 DENY_RULES = frozenset({"deny", "violation", "violations"})
 
@@ -40,11 +61,11 @@ def parse_data_path(path: str) -> tuple[str, ...]:
     if len(segments) > MAX_PATH_SEGMENTS:
         raise InvalidInput(f"a data path has at most {MAX_PATH_SEGMENTS} segments")
     for segment in segments:
-        if not _SEGMENT.fullmatch(segment):
+        if not _SEGMENT.fullmatch(segment) or segment in KEYWORDS:
             shown = segment if len(segment) <= 40 else segment[:40] + "…"
             raise InvalidInput(
                 f"data path segment `{shown}` is not a plain reference: each segment is a Rego "
-                "identifier (letters, digits, `_`; not starting with a digit)"
+                "identifier (letters, digits, `_`; not starting with a digit; not a keyword)"
             )
     return segments
 
