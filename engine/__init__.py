@@ -13,6 +13,7 @@ from engine.decide import (
     apply_bundle_modes,
     combine,
     decide,
+    decide_async,
 )
 from engine.errors import (
     BundleError,
@@ -36,6 +37,8 @@ from engine.model import (
     Reason,
     Resource,
 )
+from engine.opa_querier import InMemoryOpa, OpaAnswer, OpaQuerier
+from engine.opa_remote import RemoteRego
 from engine.policyset import Evaluator, PolicySet, PolicySetCache, compile_bundles
 from engine.rego import RegoOptions
 from engine.verdict import EngineVerdict
@@ -54,8 +57,11 @@ __all__ = [
     "EngineVerdict",
     "EvalError",
     "Evaluator",
+    "InMemoryOpa",
     "InvalidInput",
     "Mode",
+    "OpaAnswer",
+    "OpaQuerier",
     "Outcome",
     "PolicyError",
     "PolicyProblem",
@@ -64,6 +70,7 @@ __all__ = [
     "Principal",
     "Reason",
     "RegoOptions",
+    "RemoteRego",
     "Resource",
     "RollbackError",
     "SignatureError",
@@ -74,6 +81,7 @@ __all__ = [
     "combine",
     "compile_bundles",
     "decide",
+    "decide_async",
     "load_bundle",
     "sign_files",
     "verify_files",

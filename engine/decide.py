@@ -7,17 +7,18 @@ every enforcement mode. Modes relax policy verdicts, never failures.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
 from engine.actions import check_action
 from engine.model import Decision, DecisionRequest, EngineResult, EvalError, Mode, Outcome, Reason
-from engine.policyset import Evaluator, PolicySet
+from engine.policyset import AsyncEvaluator, Evaluator, PolicySet, is_async
 from engine.verdict import EngineVerdict
 
 DEFAULT_TIME_LIMIT_US = 50_000.0
@@ -128,6 +129,42 @@ def _guarded(evaluator: Evaluator, action: str, doc: dict[str, Any], now_ns: int
     return verdict
 
 
+async def _guarded_async(
+    evaluator: Evaluator, action: str, doc: dict[str, Any], now_ns: int, budget_s: float
+) -> EngineVerdict:
+    """Await a remote engine within ``budget_s``; a fault or the deadline becomes an error."""
+    name = getattr(evaluator, "engine_name", type(evaluator).__name__)
+    run = cast(AsyncEvaluator, evaluator).evaluate_async
+    started = time.perf_counter()
+    failed = EngineVerdict(name, participated=True, permitted=False)
+    try:
+        async with asyncio.timeout(budget_s):
+            verdict = await run(action, doc, now_ns)
+    except TimeoutError:
+        failed.errors.append(
+            EvalError(
+                name,
+                f"{name}_timeout",
+                f"`{name}` did not answer within the decision's time limit "
+                f"({budget_s * 1e6:.0f} µs left)",
+            )
+        )
+        failed.duration_us = (time.perf_counter() - started) * 1e6
+        return failed
+    except Exception as exc:  # fail closed on any engine fault, never escape
+        failed.errors.append(EvalError(name, "engine_failure", f"{type(exc).__name__}: {exc}"))
+        return failed
+    if not isinstance(verdict, EngineVerdict):
+        failed.errors.append(EvalError(name, "engine_failure", "engine returned no verdict"))
+        return failed
+    return verdict
+
+
+def _now_ns(now: datetime) -> int:
+    # Whole seconds and microseconds apart: a float of nanoseconds since 1970 is not exact.
+    return int(now.replace(microsecond=0).timestamp()) * 1_000_000_000 + now.microsecond * 1000
+
+
 def decide(
     policy_set: PolicySet,
     request: DecisionRequest,
@@ -145,9 +182,52 @@ def decide(
     check_action(request.action)
     started = time.perf_counter()
     doc: dict[str, Any] = msgspec.to_builtins(request)
-    # Whole seconds and microseconds apart: a float of nanoseconds since 1970 is not exact.
-    now_ns = int(now.replace(microsecond=0).timestamp()) * 1_000_000_000 + now.microsecond * 1000
+    now_ns = _now_ns(now)
     verdicts = [_guarded(e, request.action, doc, now_ns) for e in policy_set.evaluators]
+    elapsed = (time.perf_counter() - started) * 1e6
+    return combine(
+        verdicts,
+        action=request.action,
+        decision_id=decision_id or str(uuid.uuid4()),
+        revisions=policy_set.revisions,
+        mode=mode,
+        duration_us=elapsed,
+        time_limit_us=time_limit_us,
+    )
+
+
+async def decide_async(
+    policy_set: PolicySet,
+    request: DecisionRequest,
+    *,
+    now: datetime,
+    mode: Mode = Mode.ENFORCE,
+    decision_id: str | None = None,
+    time_limit_us: float = DEFAULT_TIME_LIMIT_US,
+) -> Decision:
+    """:func:`decide` for sets with remote engines (those with ``evaluate_async``).
+
+    Remote engines are awaited concurrently while the in-process ones run
+    inline; what remains of ``time_limit_us`` is a hard bound on the remote
+    calls (an engine that has not answered by then denies with
+    ``<engine>_timeout``), and an evaluation over the limit still denies with
+    ``evaluation_timeout``. For a set without remote engines it decides exactly
+    as :func:`decide`.
+    """
+    check_action(request.action)
+    started = time.perf_counter()
+    doc: dict[str, Any] = msgspec.to_builtins(request)
+    now_ns = _now_ns(now)
+    remote = [e for e in policy_set.evaluators if is_async(e)]
+    budget_s = max(time_limit_us / 1e6 - (time.perf_counter() - started), 0.0)
+    pending = [
+        asyncio.ensure_future(_guarded_async(e, request.action, doc, now_ns, budget_s))
+        for e in remote
+    ]
+    verdicts = [
+        _guarded(e, request.action, doc, now_ns) for e in policy_set.evaluators if not is_async(e)
+    ]
+    verdicts += await asyncio.gather(*pending)
     elapsed = (time.perf_counter() - started) * 1e6
     return combine(
         verdicts,

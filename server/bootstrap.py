@@ -19,13 +19,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from engine.bundle import bundle_from_files, read_tarball, sign_files, write_tarball
 from engine.bundle.files import SIGNATURES_FILE, build_sources
+from engine.opa_client_aiohttp import AiohttpOpaQuerier
 from server.auth import TokenService, utcnow
 from server.catalog import Catalog
 from server.db.engine import bind, engine_for
 from server.db.tables import Bundle, Model, Tenant, Tool, TrustedKey
 from server.decisionlog import PiccoloDecisionLog
 from server.gate import Gate
-from server.policies import GLOBAL_TENANT, PolicyService
+from server.policies import GLOBAL_TENANT, OpaSetup, PolicyService
 from server.ratelimit import MemoryBucketStore, RateLimiter, RedisBucketStore
 from server.settings import Settings
 from server.state import Services
@@ -243,11 +244,33 @@ async def install_shipped_bundles(settings: Settings, keys: Keys) -> list[str]:
     return installed
 
 
+def opa_setup(settings: Settings) -> OpaSetup:
+    """The OPA sidecar querier of ``settings`` (none without ``opa_url``); opens lazily.
+
+    A malformed ``opa_url`` or ``rego_evaluator`` fails here, at start-up.
+    """
+    if settings.rego_evaluator not in ("embedded", "opa"):
+        raise ValueError(
+            f"AION_REGO_EVALUATOR is `{settings.rego_evaluator}`; expected `embedded` or `opa`"
+        )
+    timeout_s = settings.opa_timeout_ms / 1000
+    querier = None
+    if settings.opa_url:
+        querier = AiohttpOpaQuerier(settings.opa_url, token=settings.opa_token, timeout_s=timeout_s)
+    return OpaSetup(querier, settings.rego_evaluator, timeout_s)
+
+
+def policy_service(settings: Settings, tenants: TenantDirectory) -> PolicyService:
+    """The policy service of one process, with its OPA sidecar wiring."""
+    return PolicyService(opa=opa_setup(settings), tenants=tenants)
+
+
 def services(settings: Settings, keys: Keys) -> Services:
     """Wire the services of one process (the database is bound here)."""
     db = engine_for(settings.database_url, settings.data_dir)
     bind(db)
-    policies = PolicyService()
+    tenants = TenantDirectory()
+    policies = policy_service(settings, tenants)
     log = PiccoloDecisionLog(db)
     return Services(
         settings=settings,
@@ -262,6 +285,6 @@ def services(settings: Settings, keys: Keys) -> Services:
             settings.rate_limit_per_minute,
             settings.rate_limit_burst,
         ),
-        tenants=TenantDirectory(),
+        tenants=tenants,
         data_dir=settings.data_dir,
     )

@@ -30,7 +30,7 @@ from engine import (
     apply_approval_obligations,
     apply_bundle_modes,
     combine,
-    decide,
+    decide_async,
 )
 from server.auth import Caller, utcnow
 from server.db.tables import Approval
@@ -183,7 +183,7 @@ class Gate:
                 [broken], action=action, decision_id=decision_id, revisions={}, mode=mode
             )
             return failed, request
-        decision = decide(
+        decision = await decide_async(
             policy_set,
             request,
             now=utcnow(),
@@ -226,7 +226,7 @@ class Gate:
             return {"error": f"{type(exc).__name__}: {exc}"}
         if policy_set is None:
             return None
-        decision = decide(
+        decision = await decide_async(
             policy_set, request, now=utcnow(), decision_id="shadow", time_limit_us=self._limit_us
         )
         return {

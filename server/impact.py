@@ -2,8 +2,9 @@
 
 Before a revision goes live, the last N recorded requests of the tenant are
 decided again against the set activation would give, and every decision that
-would flip is returned. Inputs are replayed as recorded (secrets masked), so a
-rule that reads a masked value sees ``***``.
+would flip is returned (a set evaluated by an OPA sidecar asks the sidecar).
+Inputs are replayed as recorded (secrets masked), so a rule that reads a
+masked value sees ``***``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from engine import DecisionRequest, PolicySet, decide
+from engine import DecisionRequest, PolicySet, decide_async
 from server.auth import Caller, utcnow
 from server.decisionlog import DecisionLog
 
@@ -37,7 +38,7 @@ async def replay(
                 skipped += 1
                 continue
             before = bool(item.record.get("result", {}).get("allowed"))
-            after = decide(
+            after = await decide_async(
                 candidate,
                 request,
                 now=utcnow(),

@@ -5,17 +5,25 @@ Bundles are stored as signed archives (verified when uploaded or built); the
 compiled set is cached by the digests of the active revisions, so a tenant's
 set compiles once per activation, in every worker. A ``shadow`` revision is
 evaluated beside the active set, recorded, and has no effect.
+
+Where Rego is evaluated (in process, or by an OPA sidecar: docs/opa-remote.md)
+is part of the compiled set: the server default, a tenant's
+``rego_evaluator`` setting, or a bundle's manifest metadata.
 """
 
 from __future__ import annotations
 
 import base64
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from engine import PolicySet, PolicySetCache
+from engine import OpaQuerier, PolicySet, PolicySetCache, RemoteRego
 from engine.bundle import Bundle, bundle_from_files, read_tarball
+from engine.errors import BundleError
+from engine.opa_remote import EVALUATORS
 from server.db.tables import Bundle as BundleRow
+from server.tenants import TenantDirectory
 
 GLOBAL_TENANT = "*"
 
@@ -25,11 +33,32 @@ def bundle_from_row(name: str, archive_b64: str) -> Bundle:
     return bundle_from_files(read_tarball(base64.b64decode(archive_b64), name), name)
 
 
+@dataclass(frozen=True)
+class OpaSetup:
+    """The OPA sidecar of this process, and where Rego is evaluated by default."""
+
+    querier: OpaQuerier | None = None
+    """None when no ``opa_url`` is configured: remote evaluation then denies, named."""
+    default_evaluator: str = "embedded"
+    """``embedded`` or ``opa``, for tenants whose settings name none."""
+    timeout_s: float = 0.1
+    """Hard bound on one query to the sidecar."""
+
+
 class PolicyService:
     """Loads and compiles active (and shadow) bundles per tenant."""
 
-    def __init__(self, cache: PolicySetCache | None = None, ttl_seconds: float = 1.0) -> None:
+    def __init__(
+        self,
+        cache: PolicySetCache | None = None,
+        ttl_seconds: float = 1.0,
+        *,
+        opa: OpaSetup | None = None,
+        tenants: TenantDirectory | None = None,
+    ) -> None:
         self._cache = cache or PolicySetCache()
+        self.opa = opa or OpaSetup()
+        self._tenants = tenants
         self._bundles: dict[str, Bundle] = {}
         self._ttl = ttl_seconds
         self._rows_cache: dict[tuple[str, str], tuple[float, list[dict[str, Any]]]] = {}
@@ -82,10 +111,24 @@ class PolicyService:
             self._bundles[row_id] = found
         return found
 
+    async def remote(self, tenant: str) -> RemoteRego:
+        """Where the tenant's Rego is evaluated: the tenant's ``rego_evaluator`` setting, else
+        the server's; bundles whose manifest asks for OPA go there in any case."""
+        evaluator = self.opa.default_evaluator
+        if self._tenants is not None:
+            evaluator = await self._tenants.rego_evaluator(tenant, evaluator)
+        if evaluator not in EVALUATORS:
+            raise BundleError(
+                f"tenant `{tenant}`: `rego_evaluator` is `{evaluator}`; "
+                f"expected one of {', '.join(EVALUATORS)}"
+            )
+        return RemoteRego(self.opa.querier, evaluator == "opa", self.opa.timeout_s)
+
     async def active(self, tenant: str) -> PolicySet:
         """The compiled active set (one cheap query when nothing changed)."""
         rows = await self.active_rows(tenant)
-        return self._cache.get([await self.bundle(r["id"], r["name"]) for r in rows])
+        bundles = [await self.bundle(r["id"], r["name"]) for r in rows]
+        return self._cache.get(bundles, await self.remote(tenant))
 
     async def shadow(self, tenant: str) -> PolicySet | None:
         """The active set with each shadow revision in place of its active one; None without shadows."""
@@ -97,4 +140,5 @@ class PolicyService:
         rows = [r for r in await self.active_rows(tenant) if r["name"] not in shadows] + list(
             shadows.values()
         )
-        return self._cache.get([await self.bundle(r["id"], r["name"]) for r in rows])
+        bundles = [await self.bundle(r["id"], r["name"]) for r in rows]
+        return self._cache.get(bundles, await self.remote(tenant))

@@ -104,6 +104,18 @@ class Settings:
     """Make a span for every request even without an exporter set here (for an embedding
     program's own span processors). On whenever an exporter is set; off otherwise, because
     spans nobody exports cost about a tenth of a decision's time."""
+    opa_url: str = ""
+    """Base URL of an OPA sidecar (``http://127.0.0.1:8181``) that evaluates the Rego of
+    tenants configured ``rego_evaluator: opa`` and of bundles whose manifest asks for it
+    (docs/opa-remote.md). Empty: no sidecar; such decisions deny with ``opa_not_configured``."""
+    opa_token: str = ""
+    """Bearer token sent to the OPA sidecar (its ``--authentication=token``); empty: none."""
+    opa_timeout_ms: float = 100.0
+    """Hard bound on one query to the OPA sidecar; no answer by then denies (``opa_timeout``).
+    The decision's own ``decision_time_limit_ms`` bounds it as well."""
+    rego_evaluator: str = "embedded"
+    """Where Rego is evaluated for every tenant: ``embedded`` (in process) or ``opa`` (the
+    sidecar at ``opa_url``). A tenant's settings ``{"rego_evaluator": ...}`` override it."""
     policies_dir: Path = field(
         default_factory=lambda: Path(__file__).resolve().parent.parent / "policies"
     )

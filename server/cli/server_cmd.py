@@ -1,4 +1,4 @@
-"""`aion serve`, `aion db migrate`, `aion tenants create`, `aion tokens issue`."""
+"""`aion serve`, `aion db migrate`, `aion tenants create|set`, `aion tokens issue`."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from server.bootstrap import (
     migrate,
     services,
 )
+from server.cli import tenant_settings_cmd
 from server.cli.common import EXIT_OK, fail
 from server.db.tables import ApiKey, Tenant
 from server.logs import logging_config
@@ -217,6 +218,7 @@ def register(commands: Any) -> None:
     p.add_argument("name")
     _db_flags(p)
     p.set_defaults(handler=cmd_tenant_create)
+    tenant_settings_cmd.add_parser(tenants, _db_flags)
 
     keys = commands.add_parser("apikeys", help="service API keys").add_subparsers(
         dest="apikeys_command", required=True

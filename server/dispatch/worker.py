@@ -45,6 +45,7 @@ from kernel import (
     TaskState,
     TenantQuota,
 )
+from server.bootstrap import policy_service
 from server.db.engine import bind, engine_for
 from server.db.tables import Decision
 from server.decisionlog import PiccoloDecisionLog
@@ -53,7 +54,6 @@ from server.dispatch.events import DbEventSink
 from server.dispatch.runtimes import RuntimeRegistry, RuntimeRouter, run_dir, tool_call_url
 from server.dispatch.store import PiccoloRunStore
 from server.gate import Gate
-from server.policies import PolicyService
 from server.settings import Settings
 from server.state import Services
 from server.tenants import TenantDirectory
@@ -212,7 +212,8 @@ def worker_gate(settings: Settings, db: Engine[Any] | None = None) -> Gate:
     to the decision chain but never signs its head (the chain key stays with the servers;
     they sign the head as they go)."""
     db = Decision._meta.db if db is None else db
-    policies = PolicyService()
+    # The server's own wiring: a tenant or bundle evaluated by an OPA sidecar is so here too.
+    policies = policy_service(settings, TenantDirectory())
     log_ = PiccoloDecisionLog(db)
     return Gate(db, policies, log_, settings.decision_time_limit_ms, chain_key=None)
 
@@ -246,8 +247,9 @@ async def run_worker(
     queue = ArqJobQueue(
         settings.redis_url, poll_delay_s=settings.worker_poll_delay_s, max_jobs=max(4 * size, 16)
     )
+    gate = worker_gate(settings, db)
     scheduler = compose_scheduler(
-        settings, worker_gate(settings, db), TenantDirectory(), worker_id=wid, concurrency=size
+        settings, gate, TenantDirectory(), worker_id=wid, concurrency=size
     )
     serving = asyncio.Event()
     serve = asyncio.create_task(scheduler.serve(queue, serving))
@@ -269,6 +271,8 @@ async def run_worker(
         serve.cancel()
         await asyncio.gather(serve, return_exceptions=True)
         await queue.close()
+        if gate.policies.opa.querier is not None:
+            await gate.policies.opa.querier.aclose()
         if pg is not None:
             await pg.close_connection_pool()
         close = getattr(db, "close", None)

@@ -13,6 +13,7 @@ FORBIDDEN = (
     "opentelemetry.sdk",
     "uvicorn",
     "httpx",
+    "aiohttp",
 )
 
 

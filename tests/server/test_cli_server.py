@@ -10,6 +10,7 @@ twice changes nothing, and the decision log verifies until a row is edited.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sqlite3
 import subprocess
@@ -169,3 +170,37 @@ async def test_decisions_verify_passes_until_a_row_is_edited(data_dir: Path) -> 
     assert tampered.returncode == 1, tampered.stdout + tampered.stderr
     assert "TAMPERED at seq 2" in tampered.stdout
     assert ids[1][1] in tampered.stdout
+
+
+def _tenant_settings(data_dir: Path) -> Any:
+    return json.loads(query(data_dir, "SELECT settings FROM tenants WHERE id = ?", TENANT)[0][0])
+
+
+def test_tenants_set_writes_the_evaluator_and_removes_it(data_dir: Path) -> None:
+    done = aion("tenants", "set", TENANT, "rego_evaluator=opa", data_dir=data_dir)
+    assert done.returncode == 0, done.stderr
+    assert '"rego_evaluator": "opa"' in done.stdout
+    assert _tenant_settings(data_dir)["rego_evaluator"] == "opa"
+    done = aion("tenants", "set", TENANT, "rego_evaluator=", data_dir=data_dir)
+    assert done.returncode == 0, done.stderr
+    assert "rego_evaluator" not in _tenant_settings(data_dir)
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        ((TENANT, "rego_evaluator=wasm"), "one of embedded, opa"),
+        ((TENANT, "rate_limit=5"), "cannot be set here"),
+        ((TENANT, "rego_evaluator"), "is not KEY=VALUE"),
+        (("nope", "rego_evaluator=opa"), "does not exist"),
+    ],
+    ids=["bad-value", "unknown-key", "malformed", "unknown-tenant"],
+)
+def test_tenants_set_refuses_with_exit_2_and_changes_nothing(
+    data_dir: Path, args: tuple[str, ...], says: str
+) -> None:
+    before = query(data_dir, "SELECT id, settings FROM tenants ORDER BY id")
+    done = aion("tenants", "set", *args, data_dir=data_dir)
+    assert done.returncode == 2
+    assert says in done.stderr
+    assert query(data_dir, "SELECT id, settings FROM tenants ORDER BY id") == before
