@@ -30,12 +30,14 @@ from server.api.deps import caller
 from server.api.events import EventController
 from server.api.health import health, metrics, ready
 from server.api.latentbox import LatentBoxController
+from server.api.opa import OpaServiceController
 from server.api.registry import (
     AgentTemplateController,
     ModelController,
     ToolRegistryController,
     TrustRootController,
 )
+from server.api.sidecars import SidecarController
 from server.api.tasks import TaskController
 from server.api.tools import ToolController
 from server.auth import Caller
@@ -178,6 +180,7 @@ def _routes() -> list[Any]:
         ModelController,
         AgentTemplateController,
         ToolRegistryController,
+        SidecarController,
     ]
 
 
@@ -187,6 +190,7 @@ def create_app(services: Services) -> Litestar:
     handlers: list[Any] = [
         Router(path="/api/v1", route_handlers=_routes()),
         Router(path="/api", route_handlers=_routes(), include_in_schema=False),
+        OpaServiceController,  # OPA's service API for sidecars: /bundles, /logs, /status
     ]
     if services.settings.metrics_enabled:
         handlers.append(metrics)
@@ -235,7 +239,11 @@ def create_app(services: Services) -> Litestar:
             await services.dispatch.stop()
 
     config.on_startup.extend([open_database, start_dispatch])
-    config.on_shutdown.extend([stop_dispatch, close_database])
+    async def close_opa() -> None:
+        if services.policies.opa.querier is not None:
+            await services.policies.opa.querier.aclose()
+
+    config.on_shutdown.extend([stop_dispatch, close_opa, close_database])
     app = Litestar.from_config(config)
     _document_errors(app)
     app.state["services"] = services

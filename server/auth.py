@@ -61,6 +61,10 @@ PERMISSIONS: dict[str, frozenset[str]] = {
         {"admin", "security", "operator", "developer", "viewer", "auditor"}
     ),
     "artifacts.register": frozenset({"admin", "security"}),
+    # OPA sidecars: registering one hands out a credential that downloads the tenant's
+    # policies and writes its decision log; reading shows their state, never a token.
+    "sidecars.read": frozenset({"admin", "security", "operator", "auditor"}),
+    "sidecars.write": frozenset({"admin", "security"}),
 }
 
 

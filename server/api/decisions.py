@@ -37,6 +37,7 @@ def _summary(found: StoredDecision) -> dict[str, Any]:
         "allowed": found.allowed,
         "outcome": found.outcome,
         "reasons": result.get("reasons", []),
+        "source": found.record.get("source", "aion"),
     }
 
 

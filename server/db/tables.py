@@ -354,6 +354,34 @@ class IdempotencyKey(Table, tablename="idempotency_keys"):
     created_at = Timestamptz()
 
 
+class Sidecar(Table, tablename="sidecars"):
+    """An OPA sidecar registration: its bearer token's sha256 and the bundles it may fetch."""
+
+    id = Varchar(length=64, primary_key=True)
+    tenant = Varchar(length=64, index=True)
+    name = Varchar(length=200)
+    bundles = JSON(default="[]")
+    """Bundle names the sidecar may download; empty: every active bundle of its tenant."""
+    token_hash = Varchar(length=64, unique=True)
+    created_by = Varchar(length=200, default="")
+    created_at = Timestamptz()
+    revoked = Boolean(default=False)
+    revoked_at = Timestamptz(null=True, default=None)
+
+
+class SidecarInstance(Table, tablename="sidecar_instances"):
+    """One OPA instance (its ``labels.id``) behind a sidecar registration, as its last status
+    report left it: active bundle revisions, errors, plugin states."""
+
+    id = Varchar(length=200, primary_key=True)
+    tenant = Varchar(length=64, index=True)
+    sidecar_id = Varchar(length=64, index=True)
+    instance_id = Varchar(length=128)
+    version = Varchar(length=64, default="")
+    status = JSON(default="{}")
+    reported_at = Timestamptz()
+
+
 ALL_TABLES: tuple[type[Table], ...] = (
     Tenant,
     User,
@@ -378,5 +406,7 @@ ALL_TABLES: tuple[type[Table], ...] = (
     ChainHead,
     Approval,
     IdempotencyKey,
+    Sidecar,
+    SidecarInstance,
 )
 __all__ = [t.__name__ for t in ALL_TABLES] + ["ALL_TABLES"]
