@@ -56,6 +56,7 @@ DECIDE = frozenset({"admin", "security", "operator", "developer"})
 BIND = frozenset({"admin", "operator", "developer", "security"})
 ATTACH = frozenset({"admin", "security"})
 BUNDLES = frozenset({"admin", "security", "operator", "developer", "viewer", "auditor"})
+SIDECARS = frozenset({"admin", "security", "operator", "auditor"})
 
 DECIDE_BODY = {
     "action": "agent.create",
@@ -164,6 +165,9 @@ ENDPOINTS = (
     Endpoint("tasks.list", "GET", "/tasks", READ),
     Endpoint("decisions.list", "GET", "/decisions", AUDIT),
     Endpoint("decisions.get", "GET", "/decisions/{decision_id}", AUDIT, target="decision"),
+    Endpoint("sidecars.list", "GET", "/sidecars", SIDECARS),
+    Endpoint("sidecars.keys", "GET", "/sidecars/keys", SIDECARS),
+    Endpoint("sidecars.create", "POST", "/sidecars", ATTACH, {"name": "edge-1"}, mutates=True),
 )
 BY_NAME = {e.name: e for e in ENDPOINTS}
 TARGETED = tuple(e for e in ENDPOINTS if e.target)
