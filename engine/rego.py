@@ -14,7 +14,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,9 +30,11 @@ from engine.actions import (
 )
 from engine.bundle.bundle import SourceFile
 from engine.bundle.manifest import check_path_in_roots
-from engine.errors import PolicyError, PolicyProblem
+from engine.errors import InvalidInput, PolicyError, PolicyProblem
 from engine.model import EvalError, Reason
+from engine.opaquery import parse_data_path, rego_ref
 from engine.regoast import builtin_uses, package_of, rule_names
+from engine.regodata import DataTree, RegoQueryError, assemble, document_rules, rule_value
 from engine.verdict import EngineVerdict, clean_engine_message
 
 #: Builtins that reach the network or the host; refused unless a capability allows them.
@@ -194,8 +196,10 @@ class CompiledRego:
         clock: _Clock,
         eval_rules: dict[str, tuple[tuple[str, str], ...]],
         package_bundles: dict[str, str],
+        tree: DataTree | None = None,
     ) -> None:
         self._base = engine
+        self._tree = tree or DataTree({}, {})
         self._clock = clock
         self._eval_rules = eval_rules
         self._package_bundles = package_bundles
@@ -216,6 +220,46 @@ class CompiledRego:
             engine = self._base.clone()
             self._local.engine = engine
         return engine
+
+    def _bare_engine(self) -> regorus.Engine:
+        """This thread's engine that never holds an input (a query without one)."""
+        engine: regorus.Engine | None = getattr(self._local, "bare", None)
+        if engine is None:
+            engine = self._base.clone()
+            self._local.bare = engine
+        return engine
+
+    def evaluate_path(
+        self, segments: Sequence[str], input_doc: Any, now_ns: int
+    ) -> tuple[bool, Any]:
+        """The value of ``data.<segments>`` (a rule, a package or data) for ``input_doc``.
+
+        Returns ``(defined, value)``; sets come back as arrays, as in OPA's
+        JSON. ``input_doc`` None means no input (OPA reads ``"input": null`` the
+        same way): ``input`` is then undefined, not null. The segments must be a
+        plain reference (:func:`~engine.opaquery.parse_data_path`); anything else
+        is :class:`~engine.errors.InvalidInput`, never spliced into a query. An
+        evaluation error raises :class:`RegoQueryError`.
+
+        A path at or below a rule is one evaluation. A package (or a prefix of
+        packages) is assembled from its data and one evaluation per rule: regorus
+        evaluates a whole package object wrongly (rule definitions go missing).
+        """
+        path = tuple(segments)
+        if parse_data_path("/".join(path)) != path:
+            raise InvalidInput("a data path is a sequence of plain segments")
+        engine = self._bare_engine() if input_doc is None else self._engine()
+        self._clock.now_ns = now_ns
+        try:
+            if input_doc is not None:
+                engine.set_input(input_doc)
+            if self._tree.below_rule(path):
+                return rule_value(engine, rego_ref(path))
+            return assemble(self._tree, engine, path)
+        except RegoQueryError:
+            raise
+        except Exception as exc:  # regorus raises RuntimeError and ValueError alike
+            raise RegoQueryError(clean_engine_message(str(exc))) from exc
 
     def evaluate(self, action: str, doc: dict[str, Any], now_ns: int) -> EngineVerdict:
         """Evaluate ``doc`` (the request as ``input``) for ``action``."""
@@ -300,6 +344,7 @@ def compile_rego(
     engine, ast = new_engine(modules, data, options, clock)
     owner = {m.path: name for name, (_, mods) in bundles.items() for m in mods}
     rules: dict[str, set[str]] = {}
+    documents: dict[tuple[str, ...], frozenset[str]] = {}
     package_bundles: dict[str, str] = {}
     unknown = unknown_action_packages(ast)
     if unknown:
@@ -313,10 +358,12 @@ def compile_rego(
                 package.replace(".", "/"), bundles[bundle][0], f"package in `{file}`"
             )
         rules.setdefault(package, set()).update(rule_names(module))
+        key = tuple(package.split("."))
+        documents[key] = documents.get(key, frozenset()) | document_rules(module)
         package_bundles.setdefault(package, bundle)
     eval_rules: dict[str, tuple[tuple[str, str], ...]] = {}
     for action in ACTIONS:
         paths = _decision_rules(action, rules)
         if paths is not None:
             eval_rules[action] = paths
-    return CompiledRego(engine, clock, eval_rules, package_bundles)
+    return CompiledRego(engine, clock, eval_rules, package_bundles, DataTree(documents, data))

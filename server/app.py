@@ -25,6 +25,7 @@ from server.api.agents import AgentController
 from server.api.approvals import ApprovalController
 from server.api.bundles import BundleController
 from server.api.catalog import CatalogController
+from server.api.dataapi import data_api
 from server.api.decisions import DecisionController
 from server.api.deps import caller
 from server.api.events import EventController
@@ -190,6 +191,7 @@ def create_app(services: Services) -> Litestar:
     handlers: list[Any] = [
         Router(path="/api/v1", route_handlers=_routes()),
         Router(path="/api", route_handlers=_routes(), include_in_schema=False),
+        data_api,  # OPA's Data API at the root: /v1/data/{path}
         OpaServiceController,  # OPA's service API for sidecars: /bundles, /logs, /status
     ]
     if services.settings.metrics_enabled:
@@ -239,6 +241,7 @@ def create_app(services: Services) -> Litestar:
             await services.dispatch.stop()
 
     config.on_startup.extend([open_database, start_dispatch])
+
     async def close_opa() -> None:
         if services.policies.opa.querier is not None:
             await services.policies.opa.querier.aclose()
