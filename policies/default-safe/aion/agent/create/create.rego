@@ -12,12 +12,12 @@ agent := input.resource.attributes
 deny contains reason if some reason in lib.base_deny
 
 deny contains reason if {
-	not lib.non_blank(agent.name)
+	not lib.non_blank(object.get(input, ["resource", "attributes", "name"], null))
 	reason := {"id": "default_safe.agent_name_missing", "msg": "an agent needs a non-empty `name`"}
 }
 
 deny contains reason if {
-	not lib.non_blank(agent.model)
+	not lib.non_blank(object.get(input, ["resource", "attributes", "model"], null))
 	reason := {"id": "default_safe.agent_model_missing", "msg": "an agent needs a `model`"}
 }
 

@@ -71,7 +71,7 @@ deny contains reason if {
 
 deny contains reason if {
 	url_parts
-	not url_host in http_allowlist.hosts
+	not host_allowed
 	reason := {
 		"id": "default_safe.url_host_not_allowed",
 		"msg": sprintf("host of %q is not one of %v", [get_url, http_allowlist.hosts]),
@@ -103,6 +103,9 @@ ip_literal if count(split(url_hostport, ":")) > 2
 
 # Dotted, decimal, octal and hex IPv4 forms (`127.0.0.1`, `2130706433`, `0x7f.1`).
 ip_literal if regex.match(`^(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+))*\.?$`, url_host)
+
+# Undefined for a host that cannot be read (an IPv6 literal): not allowed either.
+host_allowed if url_host in http_allowlist.hosts
 
 # A port is digits without a leading zero (`0443` is not 443 to every parser).
 port_allowed if {

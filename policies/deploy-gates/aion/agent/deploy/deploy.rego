@@ -39,7 +39,7 @@ deny contains reason if {
 }
 
 deny contains reason if {
-	not is_object(model)
+	not is_object(object.get(input, ["context", "model"], null))
 	reason := {"id": "deploy_gates.model_missing", "msg": "agent.deploy needs `context.model`, the agent's model as registered"}
 }
 

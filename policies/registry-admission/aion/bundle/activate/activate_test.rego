@@ -42,6 +42,7 @@ test_no_trusted_keys_trusts_nobody if {
 
 test_revision_required if {
 	denied_by(t.set_attribute(activate, "revision", "")) == {"registry_admission.bundle_revision_missing"}
+	denied_by(json.patch(activate, [{"op": "remove", "path": "/resource/attributes/revision"}])) == {"registry_admission.bundle_revision_missing"}
 }
 
 test_bundle_type_and_tenant_checked if {

@@ -67,7 +67,7 @@ evidence_deny contains reason if {
 # --- attestations ----------------------------------------------------------
 
 evidence_deny contains reason if {
-	not is_object(attestations)
+	not is_object(object.get(input, ["context", "attestations"], null))
 	reason := {"id": "registry_admission.attestation_missing", "msg": "registration needs verified attestations in `context.attestations`"}
 }
 
@@ -100,7 +100,7 @@ evidence_deny contains reason if {
 
 evidence_deny contains reason if {
 	is_object(attestations)
-	not non_blank(attestations.builder_id)
+	not non_blank(object.get(attestations, "builder_id", null))
 	reason := {"id": "registry_admission.builder_missing", "msg": "the provenance names no builder (`builder_id`)"}
 }
 

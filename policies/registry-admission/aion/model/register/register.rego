@@ -14,7 +14,7 @@ deny contains reason if some reason in lib.evidence_deny
 
 # Routing relies on a model's privacy level; a model without one cannot be placed.
 deny contains reason if {
-	not lib.attributes.privacy in data.aion.lib.registry_admission.privacy_levels
+	not object.get(input, ["resource", "attributes", "privacy"], null) in data.aion.lib.registry_admission.privacy_levels
 	reason := {
 		"id": "registry_admission.model_privacy_invalid",
 		"msg": sprintf("model privacy %v is not one of %v", [object.get(lib.attributes, "privacy", null), data.aion.lib.registry_admission.privacy_levels]),
