@@ -8,6 +8,7 @@ from engine.cedar import CedarBundle, compile_cedar
 from engine.errors import BundleError, PolicyError, PolicyProblem
 from engine.rego import DEFAULT_REGO_OPTIONS, RegoOptions, new_engine, unknown_action_packages
 from engine.regoast import package_of
+from engine.regolint import undefined_under_not
 
 
 def _rego_problems(bundle: Bundle, options: RegoOptions) -> list[PolicyProblem]:
@@ -20,6 +21,11 @@ def _rego_problems(bundle: Bundle, options: RegoOptions) -> list[PolicyProblem]:
     except PolicyError as exc:
         return list(exc.problems)
     problems = unknown_action_packages(ast)
+    # Only the policies: a test may well negate over an undefined value on purpose.
+    sources = {f.path: f.text for f in bundle.rego}
+    problems += undefined_under_not(
+        [m for m in ast if m.get("source", {}).get("file") in sources], sources
+    )
     for module in ast:
         file = module.get("source", {}).get("file", "")
         try:

@@ -190,6 +190,26 @@ def test_validate_clean_bundle(aion: Callable[..., Any], demo_bundle: Path) -> N
     assert result.code == 0 and "0 problem(s)" in result.err
 
 
+def test_validate_flags_rules_opa_reads_differently(
+    aion: Callable[..., Any], demo_bundle: Path
+) -> None:
+    (demo_bundle / "named.rego").write_text(
+        "package aion.agent.named\nimport rego.v1\n\n"
+        'deny contains "unnamed" if not is_string(input.resource.attributes.name)\n'
+    )
+    result = aion("policy", "validate", demo_bundle)
+    assert result.code == 1
+    assert "named.rego:4:" in result.out and "rego_not_undefined_argument" in result.out
+    assert "`input.resource.attributes.name`" in result.out
+
+
+def test_the_shipped_policies_validate_clean(aion: Callable[..., Any]) -> None:
+    shipped = Path(__file__).resolve().parents[2] / "policies"
+    result = aion("policy", "validate", shipped)
+    assert result.code == 0, result.out
+    assert "4 bundle(s) checked, 0 problem(s)" in result.err
+
+
 def test_fmt_check_and_write(aion: Callable[..., Any], demo_bundle: Path) -> None:
     cedar = demo_bundle / "policies.cedar"
     cedar.write_text("permit(principal,action,resource)when{principal.tenant==resource.tenant};")

@@ -31,13 +31,13 @@ deny contains reason if {
 
 deny contains reason if {
 	"name" in object.keys(changes)
-	not lib.non_blank(changes.name)
+	not lib.non_blank(object.get(changes, "name", null))
 	reason := {"id": "default_safe.agent_name_missing", "msg": "an agent needs a non-empty `name`"}
 }
 
 deny contains reason if {
 	"model" in object.keys(changes)
-	not lib.non_blank(changes.model)
+	not lib.non_blank(object.get(changes, "model", null))
 	reason := {"id": "default_safe.agent_model_missing", "msg": "an agent needs a `model`"}
 }
 

@@ -62,7 +62,7 @@ deny contains reason if {
 # list means no tool is allowed (fail closed), not every tool.
 deny contains reason if {
 	some tool in object.get(agent, "tool_ids", [])
-	not tool in object.get(input.context, ["tenant", "allowed_tools"], [])
+	not tool in object.get(input, ["context", "tenant", "allowed_tools"], [])
 	reason := {
 		"id": "deploy_gates.tool_not_allowed",
 		"msg": sprintf("tool %q is not allowed for tenant %q", [tool, input.resource.tenant]),

@@ -149,7 +149,7 @@ evidence_deny contains reason if {
 }
 
 evidence_warn contains reason if {
-	not "sbom" in object.keys(attributes)
+	not "sbom" in object.keys(object.get(input, ["resource", "attributes"], {}))
 	reason := {"id": "registry_admission.sbom_missing", "msg": "no SBOM was supplied (`attributes.sbom`)"}
 }
 
