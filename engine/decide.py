@@ -8,6 +8,7 @@ every enforcement mode. Modes relax policy verdicts, never failures.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -165,6 +166,16 @@ def _now_ns(now: datetime) -> int:
     return int(now.replace(microsecond=0).timestamp()) * 1_000_000_000 + now.microsecond * 1000
 
 
+def _prepare(policy_set: PolicySet) -> None:
+    """Ready each engine for this thread outside the timed evaluation (the first use on a
+    new thread compiles there); a failure here shows again, guarded, when it evaluates."""
+    for evaluator in policy_set.evaluators:
+        prepare = getattr(evaluator, "prepare", None)
+        if prepare is not None:
+            with contextlib.suppress(Exception):
+                prepare()
+
+
 def decide(
     policy_set: PolicySet,
     request: DecisionRequest,
@@ -180,6 +191,7 @@ def decide(
     overruns ``time_limit_us`` is denied when it returns.
     """
     check_action(request.action)
+    _prepare(policy_set)
     started = time.perf_counter()
     doc: dict[str, Any] = msgspec.to_builtins(request)
     now_ns = _now_ns(now)
@@ -215,6 +227,7 @@ async def decide_async(
     as :func:`decide`.
     """
     check_action(request.action)
+    _prepare(policy_set)
     started = time.perf_counter()
     doc: dict[str, Any] = msgspec.to_builtins(request)
     now_ns = _now_ns(now)

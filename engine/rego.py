@@ -14,7 +14,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -186,7 +186,13 @@ def _jsonable(value: Any) -> Any:
 
 
 class CompiledRego:
-    """Rego policies compiled once; evaluate many times, from any thread."""
+    """Rego policies compiled once; evaluate many times, from any thread.
+
+    Each thread evaluates on an engine of its own. regorus engines may not
+    cross threads (even a clone made on another thread panics), so the
+    compiling thread clones its engine and any other thread compiles the same
+    sources once, on first use (``rebuild``).
+    """
 
     engine_name = "rego"
 
@@ -197,8 +203,11 @@ class CompiledRego:
         eval_rules: dict[str, tuple[tuple[str, str], ...]],
         package_bundles: dict[str, str],
         tree: DataTree | None = None,
+        rebuild: Callable[[], regorus.Engine] | None = None,
     ) -> None:
         self._base = engine
+        self._owner = threading.get_ident()
+        self._rebuild = rebuild
         self._tree = tree or DataTree({}, {})
         self._clock = clock
         self._eval_rules = eval_rules
@@ -214,10 +223,19 @@ class CompiledRego:
         """Whether a package for ``action`` exists."""
         return action in self._eval_rules
 
+    def prepare(self) -> None:
+        """Make this thread's engine now (compiling on a thread that did not compile)."""
+        self._engine()
+
+    def _fresh(self) -> regorus.Engine:
+        if self._rebuild is None or threading.get_ident() == self._owner:
+            return self._base.clone()
+        return self._rebuild()
+
     def _engine(self) -> regorus.Engine:
         engine: regorus.Engine | None = getattr(self._local, "engine", None)
         if engine is None:
-            engine = self._base.clone()
+            engine = self._fresh()
             self._local.engine = engine
         return engine
 
@@ -225,7 +243,7 @@ class CompiledRego:
         """This thread's engine that never holds an input (a query without one)."""
         engine: regorus.Engine | None = getattr(self._local, "bare", None)
         if engine is None:
-            engine = self._base.clone()
+            engine = self._fresh()
             self._local.bare = engine
         return engine
 
@@ -366,4 +384,11 @@ def compile_rego(
         paths = _decision_rules(action, rules)
         if paths is not None:
             eval_rules[action] = paths
-    return CompiledRego(engine, clock, eval_rules, package_bundles, DataTree(documents, data))
+    return CompiledRego(
+        engine,
+        clock,
+        eval_rules,
+        package_bundles,
+        DataTree(documents, data),
+        rebuild=lambda: new_engine(modules, data, options, clock)[0],
+    )
