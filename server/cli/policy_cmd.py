@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree as ET
 
 import msgspec
 
 from engine import DecisionRequest, Mode, compile_bundles, decide, load_bundle
 from engine.check import Checker
 from engine.rego import RegoOptions
-from engine.testing import discover_and_run, render
+from engine.testing import Report, discover_and_run, render
 from engine.testing.sources import discover
 from engine.validate import validate_bundle
-from server.cli import check_output, fmt_cmd
+from server.cli import check_output, fmt_cmd, opa_test
 from server.cli.common import EXIT_FAIL, EXIT_OK, fail, read_documents
 
 
@@ -39,15 +41,74 @@ def _rego_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _test_in_opa(args: argparse.Namespace) -> tuple[Report, int]:
+    """Run the Rego tests in the real OPA; returns the report and the Cedar tests skipped."""
+    if getattr(args, "capability", None):
+        fail("--capability applies to the embedded engine; OPA allows its builtins by default")
+    try:
+        done = opa_test.run_in_opa(
+            [Path(p) for p in args.paths],
+            opa_test.find_opa(args.opa_bin),
+            run=args.run,
+            coverage=args.coverage,
+            v0_compatible=args.v0_compatible,
+        )
+    except opa_test.OpaLoadError as exc:
+        fail(f"OPA could not load the policies:\n{exc}")
+    print(f"engine: opa ({done.opa_version})", file=sys.stderr)
+    for note in done.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if done.cedar_skipped:
+        print(
+            f"note: {done.cedar_skipped} Cedar test(s) skipped: OPA runs Rego only",
+            file=sys.stderr,
+        )
+    return done.report, done.cedar_skipped
+
+
+def _render_opa(report: Report, fmt: str, verbose: bool, cedar_skipped: int) -> str:
+    """The report as the embedded engine renders it, marked as OPA's, Cedar skips counted."""
+    text = render(report, fmt, verbose=verbose)
+    if fmt == "json":
+        doc = json.loads(text)
+        doc["engine"] = "opa"
+        doc["cedar_skipped"] = cedar_skipped
+        return json.dumps(doc, indent=2)
+    if fmt == "junit":
+        root = ET.fromstring(text)
+        for suite in root.iter("testsuite"):
+            suite.set("name", "aion policy test (opa)")
+        messages = {(r.file, r.name): r.message for r in report.results}
+        for case in root.iter("testcase"):
+            skipped = case.find("skipped")
+            message = messages.get((case.get("classname", ""), case.get("name", "")))
+            if skipped is not None and message:
+                skipped.set("message", message)
+        return ET.tostring(root, encoding="unicode", xml_declaration=True)
+    if not cedar_skipped:
+        return text
+    return f"{text}\n{cedar_skipped} Cedar test(s) not run: OPA runs Rego only"
+
+
 def cmd_test(args: argparse.Namespace) -> int:
-    """Run Rego and Cedar tests."""
-    report = discover_and_run(
-        [Path(p) for p in args.paths], options=_options(args), run=args.run, coverage=args.coverage
-    )
-    print(render(report, args.format, verbose=args.verbose))
-    if not report.results:
-        print("error: no tests found", file=sys.stderr)
-        return EXIT_FAIL
+    """Run Rego and Cedar tests, in the embedded engine or (Rego only) in the real OPA."""
+    if args.engine == "opa":
+        report, cedar_skipped = _test_in_opa(args)
+        print(_render_opa(report, args.format, args.verbose, cedar_skipped))
+        if len(report.results) == cedar_skipped:
+            print("error: no Rego tests found", file=sys.stderr)
+            return EXIT_FAIL
+    else:
+        report = discover_and_run(
+            [Path(p) for p in args.paths],
+            options=_options(args),
+            run=args.run,
+            coverage=args.coverage,
+        )
+        print(render(report, args.format, verbose=args.verbose))
+        if not report.results:
+            print("error: no tests found", file=sys.stderr)
+            return EXIT_FAIL
     if args.threshold is not None and report.coverage_percent < args.threshold:
         print(
             f"error: coverage {report.coverage_percent:.2f}% is below the threshold {args.threshold}%",
@@ -128,6 +189,17 @@ def register(commands: Any) -> None:
     p.add_argument("--threshold", type=float, help="fail when coverage is below this percentage")
     p.add_argument("--run", metavar="REGEX", help="only tests whose name matches")
     p.add_argument("-v", "--verbose", action="store_true", help="list passing tests too")
+    p.add_argument(
+        "--engine",
+        choices=("embedded", "opa"),
+        default="embedded",
+        help="run the Rego tests in the embedded engine or in the real OPA (Cedar: embedded only)",
+    )
+    p.add_argument(
+        "--opa-bin",
+        metavar="PATH",
+        help="OPA binary for --engine opa (default: $AION_OPA_BIN, else `opa` on PATH)",
+    )
     _rego_flags(p)
     p.set_defaults(handler=cmd_test)
 

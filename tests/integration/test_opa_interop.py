@@ -1,17 +1,29 @@
-"""Bundles signed by a real OPA verify with ours, and ours with OPA (both directions)."""
+"""Bundles signed by a real OPA verify with ours, and ours with OPA (both directions).
+
+Interchangeable bundles: `opa build --signing-key` output passes `aion bundle
+verify`; `aion bundle build` output is served by `opa run --verification-key`
+(and a tampered copy is refused at startup). The server side (uploading an
+OPA-built bundle) is in tests/server/test_api_bundles_opa_built.py.
+"""
 
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
 from engine import SignatureError, VerificationKey, verify_files
 from engine.bundle import load_bundle, read_tarball, write_tarball
 from server.cli.main import main
+from tests.conftest import generate_key_pair
 
 ALGS = ("RS256", "ES256", "EdDSA")
 
@@ -193,3 +205,124 @@ def test_opa_serves_our_bundle_with_cedar_files(
     assert result.returncode == 0, result.stderr
     values = json.loads(result.stdout)["result"][0]["expressions"][0]["value"]
     assert values == ["no model"]
+
+
+def _opa_build_signed(opa_bin: Path, source: Path, out: Path, key: Path, alg: str) -> None:
+    built = _opa(
+        opa_bin,
+        "build",
+        "-b",
+        ".",
+        "-o",
+        out,
+        "--signing-key",
+        key,
+        "--signing-alg",
+        alg,
+        cwd=source,
+    )
+    assert built.returncode == 0, built.stderr
+
+
+@pytest.mark.parametrize("alg", ALGS)
+def test_aion_bundle_verify_accepts_an_opa_built_bundle(
+    opa_bin: Path,
+    source: Path,
+    key_files: dict[str, tuple[Path, Path]],
+    tmp_path: Path,
+    alg: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    priv, pub = key_files[alg]
+    out = tmp_path / "opa.tar.gz"
+    _opa_build_signed(opa_bin, source, out, priv, alg)
+    verify = ["bundle", "verify", str(out), "--verification-key", str(pub), "--signing-alg", alg]
+    assert main(verify) == 0
+    said = capsys.readouterr().out
+    assert "revision `42`" in said and f"signed by `default` ({alg})" in said
+
+    files = read_tarball(out.read_bytes())
+    files["aion/agent/deploy/deploy.rego"] += b"\n# tampered\n"
+    tampered = tmp_path / "tampered.tar.gz"
+    tampered.write_bytes(write_tarball(files))
+    assert main([*verify[:2], str(tampered), *verify[3:]]) == 2
+    assert "digest mismatch" in capsys.readouterr().err
+
+    _, other_pub = generate_key_pair(alg)
+    (tmp_path / "other.pub").write_text(other_pub)
+    wrong_key = [*verify[:4], str(tmp_path / "other.pub"), *verify[5:]]
+    assert main(wrong_key) == 2, "a bundle signed by another key is refused"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def _opa_server(opa_bin: Path, *args: str | Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    port = _free_port()
+    process = subprocess.Popen(
+        [str(opa_bin), "run", "--server", "--addr", f"127.0.0.1:{port}", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        yield process, f"http://127.0.0.1:{port}"
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=10)
+        if process.stdout:
+            process.stdout.close()
+
+
+def _healthy(process: subprocess.Popen[str], url: str, deadline_s: float = 30.0) -> bool:
+    """Poll `/health?bundles=true` until 200 (True) or the process exits (False)."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        try:
+            if httpx.get(f"{url}/health?bundles=true", timeout=2).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("OPA neither became healthy nor exited before the deadline")
+
+
+@pytest.mark.parametrize("alg", ALGS)
+def test_opa_run_activates_our_signed_bundle_and_refuses_a_tampered_one(
+    opa_bin: Path, source: Path, key_files: dict[str, tuple[Path, Path]], tmp_path: Path, alg: str
+) -> None:
+    priv, pub = key_files[alg]
+    ours = tmp_path / "ours.tar.gz"
+    _aion_build(source, ours, priv, alg)
+    verifying = ("--verification-key", pub, "--signing-alg", alg)
+
+    with _opa_server(opa_bin, "--bundle", ours, *verifying) as (process, url):
+        assert _healthy(process, url), process.stdout.read() if process.stdout else ""
+        answer = httpx.post(
+            f"{url}/v1/data/aion/agent/deploy/deny",
+            json={"input": {"resource": {"attributes": {}}}},
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["result"] == ["no model"]
+        activated = httpx.get(f"{url}/v1/data/system/bundles", timeout=5).json()["result"]
+        # OPA names a bundle loaded from a file by its path.
+        assert [b["manifest"]["revision"] for b in activated.values()] == ["42"]
+
+    files = read_tarball(ours.read_bytes())
+    files["aion/agent/deploy/deploy.rego"] = files["aion/agent/deploy/deploy.rego"].replace(
+        b"not input.resource.attributes.model", b"false"
+    )
+    tampered = tmp_path / "tampered.tar.gz"
+    tampered.write_bytes(write_tarball(files))
+    with _opa_server(opa_bin, "--bundle", tampered, *verifying) as (process, url):
+        assert not _healthy(process, url), "OPA served a tampered bundle"
+        assert process.returncode != 0
+        said = process.stdout.read() if process.stdout else ""
+        assert "digest mismatch" in said and "deploy.rego" in said

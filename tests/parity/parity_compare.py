@@ -1,0 +1,190 @@
+"""Both engines' answers for one input, and how they differ; one bundle's whole run.
+
+Ours is `CompiledRego.evaluate` (what `decide` evaluates) at a fixed `now`;
+OPA's comes from the probe rule of a running `opa run --server` and is turned
+into reasons by the same code as ours (`engine.rego._messages`), so only
+evaluation can differ.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+
+from engine.actions import REGO_COMMON_PACKAGE, rego_package
+from engine.rego import CompiledRego, _messages
+from tests.parity.opa_server import OpaServer
+from tests.parity.parity_variants import VARIANTS, cases_for
+
+NOW_NS = 1_795_000_000_000_000_000  # fixed; no shipped policy reads time
+
+
+def _canonical(value: Any) -> Any:
+    """JSON-equal values compare equal (OPA writes 2.0 as 2; sets come as lists)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def _key(value: Any) -> str:
+    return json.dumps(_canonical(value), sort_keys=True, default=str)
+
+
+def _cause(message: str) -> str:
+    """An engine error without its location and value: `expects array/set/object`."""
+    text = message.rsplit("error: ", 1)[-1]
+    return re.sub(r"Got `.*`", "Got ...", text).strip()
+
+
+def _reasons(reasons: list[Any]) -> list[str]:
+    return sorted(
+        _key({"policy": r.policy, "message": r.message, "details": r.details}) for r in reasons
+    )
+
+
+def _obligations(values: list[Any]) -> list[str]:
+    return sorted(_key(v) for v in values)
+
+
+def ours(rego: CompiledRego, action: str, doc: dict[str, Any]) -> dict[str, Any]:
+    """The embedded answer, as `decide` sees it."""
+    verdict = rego.evaluate(action, doc, NOW_NS)
+    if verdict.errors:
+        return {
+            "error": sorted(e.code for e in verdict.errors),
+            "why": sorted(_cause(e.message) for e in verdict.errors),
+        }
+    return {
+        "deny": _reasons(verdict.denies),
+        "warn": _reasons(verdict.warns),
+        "obligations": _obligations(verdict.obligations),
+    }
+
+
+def theirs(action: str, status: int, body: Any) -> dict[str, Any]:
+    """OPA's answer for the same packages, turned into reasons exactly as ours are."""
+    if status != 200:
+        return {"error": ["rego_eval_error"], "opa": body}
+    result = body["result"]
+    package = rego_package(action)
+    if not result["deny"]:
+        return {"error": ["undefined_result"]}
+
+    def values(key: str) -> Any:
+        found = result[key]
+        return found[0] if found else None
+
+    out: dict[str, Any] = {}
+    for kind in ("deny", "warn"):
+        out[kind] = _reasons(
+            _messages(values(kind), "rego", f"{package}.{kind}", "")
+            + _messages(values(f"common_{kind}"), "rego", f"{REGO_COMMON_PACKAGE}.{kind}", "")
+        )
+    obligations: list[Any] = []
+    for key in ("obligations", "common_obligations"):
+        value = values(key)
+        if value is not None:
+            items = value if isinstance(value, list) else [value]
+            obligations += [i if isinstance(i, dict) else {"value": i} for i in items]
+    out["obligations"] = _obligations(obligations)
+    return out
+
+
+def _ids(reasons: list[str]) -> list[str]:
+    return sorted(json.loads(r)["policy"] for r in reasons)
+
+
+def difference(embedded: dict[str, Any], opa: dict[str, Any]) -> str | None:
+    """None when both answers are the same; else what differs, as a category.
+
+    ``decision``: another set of rule ids, details, obligations or errors (what
+    `decide` acts on); ``message``: the same rules fired, with other message text.
+    """
+    if embedded == opa:
+        return None
+    if "error" in embedded or "error" in opa:
+        why = embedded.get("why") or opa.get("opa")
+        return f"decision: error {embedded.get('error')} vs {opa.get('error')}: {why}"
+    for kind in ("deny", "warn"):
+        ours_ids, opa_ids = _ids(embedded[kind]), _ids(opa[kind])
+        if ours_ids != opa_ids:
+            only_ours = sorted(set(ours_ids) - set(opa_ids))
+            only_opa = sorted(set(opa_ids) - set(ours_ids))
+            return f"decision: {kind} only embedded {only_ours}, only OPA {only_opa}"
+    if embedded["obligations"] != opa["obligations"]:
+        return "decision: obligations"
+    differ = sorted(
+        json.loads(r)["policy"] for kind in ("deny", "warn") for r in embedded[kind]
+        if r not in opa[kind]
+    )  # fmt: skip
+    return f"message: text of {differ}"
+
+
+Mismatch = tuple[str, dict[str, Any], Any, Any]
+
+
+@dataclass
+class ParityRun:
+    """What one bundle's run compared and where the engines differed."""
+
+    compared: dict[str, int] = field(default_factory=dict)
+    mismatches: dict[str, list[Mismatch]] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        """Inputs compared, over every action."""
+        return sum(self.compared.values())
+
+    def found(self, prefix: str = "") -> int:
+        """Mismatching inputs (of the categories starting with ``prefix``)."""
+        return sum(
+            len(v) for k, v in self.mismatches.items() if k.split(": ", 1)[1].startswith(prefix)
+        )
+
+    def report(self, prefix: str) -> list[str]:
+        """Each category starting with ``prefix``, its count, its smallest input, both answers."""
+        shown = []
+        for category, cases in sorted(self.mismatches.items()):
+            if not category.split(": ", 1)[1].startswith(prefix):
+                continue
+            _, doc, embedded, opa = min(cases, key=lambda c: len(json.dumps(c[1])))
+            shown.append(
+                f"{category} ({len(cases)} inputs); smallest input:\n{json.dumps(doc)}\n"
+                f"  embedded: {embedded}\n  OPA:      {opa}"
+            )
+        return shown
+
+
+def run_parity(bundle: str, compiled: CompiledRego, server: OpaServer, inputs: int) -> ParityRun:
+    """Compare the engines on at least ``inputs`` generated inputs; keep every mismatch."""
+    run = ParityRun()
+
+    @settings(
+        # Each case is a drawn request and (almost always) VARIANTS mutated copies.
+        max_examples=math.ceil(inputs / (VARIANTS + 1) * 1.1),
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(cases_for(bundle))
+    def agree(cases: list[tuple[str, dict[str, Any]]]) -> None:
+        for action, doc in cases:
+            server.send(action, doc)
+            embedded = ours(compiled, action, doc)
+            opa = theirs(action, *server.receive())
+            run.compared[action] = run.compared.get(action, 0) + 1
+            category = difference(embedded, opa)
+            if category is not None:
+                found = (action, doc, embedded, opa)
+                run.mismatches.setdefault(f"{action}: {category}", []).append(found)
+
+    agree()
+    return run
