@@ -67,12 +67,19 @@ class AiohttpOpaQuerier:
         return client
 
     async def query(self, path: str, input: dict[str, Any], *, timeout_s: float) -> OpaAnswer:
-        """``POST /v1/data/<path>?provenance=true``, within ``timeout_s``."""
+        """``POST /v1/data/<path>?provenance=true&strict-builtin-errors=true``, within ``timeout_s``.
+
+        Strict builtin errors: a builtin given the wrong type (``count(5)``) is an
+        error in OPA, as in the embedded engine, so it denies in both instead of
+        quietly leaving a deny rule unfired in OPA.
+        """
         client = await self._opened()
         try:
             async with asyncio.timeout(timeout_s):
                 body = await client.query_rule(
-                    input, package_path=path, query_params={"provenance": "true"}
+                    input,
+                    package_path=path,
+                    query_params={"provenance": "true", "strict-builtin-errors": "true"},
                 )
         except aiohttp.ContentTypeError as exc:
             raise OpaBadAnswer(f"not JSON ({exc.message})") from exc

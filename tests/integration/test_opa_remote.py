@@ -188,6 +188,9 @@ SHAPE_SERVED = {
         b"level := 1 if input.context.a\n\n"
         b"level := 2 if input.context.b\n"
     ),
+    "aion/agent/disable/disable.rego": (
+        b'package aion.agent.disable\n\ndeny contains "too many" if count(input.context.items) > 2\n'
+    ),
 }
 # `shape` as we have it.
 SHAPE_OURS = {
@@ -345,6 +348,21 @@ async def test_a_conflict_error_in_the_sidecar_denies_with_its_status(shape: Pol
     assert "HTTP 500" in _denied_by(conflict, "opa_http_error")
 
 
+async def test_a_builtin_type_error_in_the_sidecar_denies_as_in_process(shape: PolicySet) -> None:
+    # Without strict builtin errors OPA would read `count(5)` as undefined and allow.
+    request = _shape_request("agent.disable", {"items": 5})
+    remote = await decide_async(shape, request, now=NOW, time_limit_us=LIMIT_US)
+    assert "HTTP 500" in _denied_by(remote, "opa_http_error")
+    local = decide(
+        compile_bundles([_bundle("shape", SHAPE_OURS)]), request, now=NOW, time_limit_us=LIMIT_US
+    )
+    assert not local.allowed and local.errors
+    fine = await decide_async(
+        shape, _shape_request("agent.disable", {"items": [1]}), now=NOW, time_limit_us=LIMIT_US
+    )
+    assert fine.allowed, fine.errors
+
+
 # --- the real client against a small HTTP server of ours: headers, bodies, no retries ----
 
 TINY = {
@@ -374,7 +392,7 @@ class _FakeOpa(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def fake_opa() -> Iterator[tuple[str, type[_FakeOpa]]]:
+def fake_opa(gc_on_this_thread: None) -> Iterator[tuple[str, type[_FakeOpa]]]:
     _FakeOpa.seen = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeOpa)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -410,7 +428,9 @@ async def test_the_client_sends_the_token_and_asks_for_provenance(
     handler.answer = (200, "application/json", json.dumps(body).encode())
     decision = await _tiny_decision(url, token="s3cret")
     assert [(r.engine, r.message) for r in decision.reasons] == [("opa", "from the fake")]
-    assert handler.seen == [("/v1/data/aion/agent/deploy?provenance=true", "Bearer s3cret")]
+    assert handler.seen == [
+        ("/v1/data/aion/agent/deploy?provenance=true&strict-builtin-errors=true", "Bearer s3cret")
+    ]
 
 
 async def test_a_body_that_is_not_json_denies(fake_opa: tuple[str, type[_FakeOpa]]) -> None:
