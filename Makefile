@@ -1,7 +1,8 @@
 # AION Governance — every entry point is a make target.
 #   make run    set up, then start the API server on its embedded default (SQLite, shipped bundles)
 #   make test   set up, start PostgreSQL and Redis for tests (scripts/services.sh, scripts/redis.sh),
-#               then run the shipped policy tests and the whole test suite (SQLite and PostgreSQL)
+#               build OPA (scripts/install-opa.sh), run the shipped policy tests in process and in
+#               OPA, then the whole test suite (SQLite and PostgreSQL, real OPA)
 SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
@@ -22,9 +23,11 @@ examples: bundles
 
 test: setup
 	$(BIN)/aion policy test policies/ --coverage --threshold 100
+	opa="$$(scripts/install-opa.sh)" && \
+	$(BIN)/aion policy test --engine opa --opa-bin "$$opa" policies/ && \
 	services="$$(scripts/services.sh)" && export "$$services" && \
 	redis="$$(scripts/redis.sh)" && export "$$redis" && \
-	AION_OPA_BIN="$$(scripts/install-opa.sh)" $(BIN)/pytest -q
+	AION_OPA_BIN="$$opa" $(BIN)/pytest -q
 
 lint: setup
 	$(BIN)/ruff check .
@@ -41,7 +44,8 @@ bench: setup
 	services="$$(scripts/services.sh)" && export "$$services" && \
 	redis="$$(scripts/redis.sh)" && export "$$redis" && \
 	$(BIN)/python tests/bench/bench_server.py && \
-	$(BIN)/python tests/bench/bench_dispatch.py
+	$(BIN)/python tests/bench/bench_dispatch.py && \
+	AION_OPA_BIN="$$(scripts/install-opa.sh)" $(BIN)/python tests/bench/bench_opa.py
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache
