@@ -99,6 +99,42 @@ def theirs(action: str, status: int, body: Any) -> dict[str, Any]:
     return out
 
 
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+_ESCAPE = re.compile(r"\\(?:x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8}))")
+
+
+def _number(match: re.Match[str]) -> str:
+    return repr(float(match.group(0)))
+
+
+def _unescape(match: re.Match[str]) -> str:
+    return chr(int(next(g for g in match.groups() if g), 16))
+
+
+def _formatted(text: str) -> str:
+    """Text with every number as its float value and every escape as its character.
+
+    How `sprintf("%v")` writes numbers and escapes is where the engines differ
+    and nothing else: OPA keeps a number's JSON spelling (`1e7`, `1.0e10`) and Go's
+    escapes (`\x00`, `\u0085`), regorus writes `10000000` and JSON's `\u0000`.
+    """
+    return _NUMBER.sub(_number, _ESCAPE.sub(_unescape, text))
+
+
+def formatting_only(embedded: list[str], opa: list[str]) -> bool:
+    """Whether two reason lists differ only in how numbers and escapes are written."""
+
+    def normal(reasons: list[str]) -> list[str]:
+        out = []
+        for reason in reasons:
+            value = json.loads(reason)
+            value["message"] = _formatted(value["message"])
+            out.append(_key(value))
+        return sorted(out)
+
+    return normal(embedded) == normal(opa)
+
+
 def _ids(reasons: list[str]) -> list[str]:
     return sorted(json.loads(r)["policy"] for r in reasons)
 
@@ -107,7 +143,9 @@ def difference(embedded: dict[str, Any], opa: dict[str, Any]) -> str | None:
     """None when both answers are the same; else what differs, as a category.
 
     ``decision``: another set of rule ids, details, obligations or errors (what
-    `decide` acts on); ``message``: the same rules fired, with other message text.
+    `decide` acts on); ``message``: the same rules fired, with other message text;
+    ``format``: the same text but for how `sprintf` wrote a number or an escape
+    (:func:`formatting_only`), a known difference of the two `sprintf`s.
     """
     if embedded == opa:
         return None
@@ -126,6 +164,8 @@ def difference(embedded: dict[str, Any], opa: dict[str, Any]) -> str | None:
         json.loads(r)["policy"] for kind in ("deny", "warn") for r in embedded[kind]
         if r not in opa[kind]
     )  # fmt: skip
+    if all(formatting_only(embedded[kind], opa[kind]) for kind in ("deny", "warn")):
+        return f"format: numbers or escapes written differently in {differ}"
     return f"message: text of {differ}"
 
 
