@@ -224,20 +224,6 @@ async def test_a_bad_token_and_a_bad_path_raise_in_the_client(aion: tuple[int, s
             await client.query_rule({}, "aion.agent.deploy", rule_name="deny[_]")
 
 
-def _diverges(doc: dict[str, Any]) -> bool:
-    """Inputs on which regorus and OPA v1.22 evaluate the shipped Rego differently (an engine
-    difference, not the Data API's: our answer is the embedded engine's):
-
-    - `not is_object(model)` with `model` undefined (agent.deploy without `context.model`):
-      regorus holds it true, OPA does not (`deploy_gates.model_missing`);
-    - a bracketed IPv6 host in `http.get` URLs: OPA reports only `url_ip_literal`, regorus
-      also `url_host_not_allowed`.
-    """
-    if doc["action"] == "agent.deploy":
-        return "model" not in doc["context"]
-    return "[" in str(doc["context"].get("arguments", {}).get("url", ""))
-
-
 def _compare(ours: OpaClient, opa: int, doc: dict[str, Any]) -> list[tuple[Any, Any]]:
     """(ours, OPA's) result of the package and of its `deny` rule for ``doc``."""
     package = PACKAGES[doc["action"]]
@@ -255,30 +241,13 @@ def test_real_opa_gives_the_same_results(aion: tuple[int, str], opa: int) -> Non
     port, token = aion
     ours = OpaClient(host="127.0.0.1", port=port, token=token, retries=0, timeout=10)
     try:
-        same = [doc for doc in REQUESTS if not _diverges(doc)]
-        for doc in same:
+        # Every request: the shipped policies no longer depend on where the engines differ
+        # (docs/policies.md); tests/parity compares them on generated inputs.
+        for doc in REQUESTS:
             for mine, theirs in _compare(ours, opa, doc):
                 assert mine == theirs, doc
         data = ours.query_rule({}, "aion.tool.invoke", rule_name="allowlists")
         assert data["result"] == _post(opa, "aion/tool/invoke/allowlists", {})["result"]
-        assert len(same) >= 40
-    finally:
-        ours.close_connection()
-
-
-def test_known_engine_divergences_are_still_the_ones_documented(
-    aion: tuple[int, str], opa: int
-) -> None:
-    """Pinned so a fix on either side shows up: regorus denies more than OPA here, never less."""
-    port, token = aion
-    ours = OpaClient(host="127.0.0.1", port=port, token=token, retries=0, timeout=10)
-    try:
-        diverging = [doc for doc in REQUESTS if _diverges(doc)]
-        assert len(diverging) == 4
-        for doc in diverging:
-            _, (mine, theirs) = _compare(ours, opa, doc)
-            extra = {d["id"] for d in mine} - {d["id"] for d in theirs}
-            assert extra in ({"deploy_gates.model_missing"}, {"default_safe.url_host_not_allowed"})
-            assert all(d in mine for d in theirs)
+        assert len(REQUESTS) >= 40
     finally:
         ours.close_connection()

@@ -101,6 +101,9 @@ def theirs(action: str, status: int, body: Any) -> dict[str, Any]:
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 _ESCAPE = re.compile(r"\\(?:x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8}))")
+_SURROGATES = re.compile(r"\\u(d[89ab][0-9a-f]{2})\\u(d[c-f][0-9a-f]{2})", re.IGNORECASE)
+_SHORT = re.compile(r"\\([abfv])")
+_SHORT_CHARS = {"a": "\x07", "b": "\x08", "f": "\x0c", "v": "\x0b"}
 
 
 def _number(match: re.Match[str]) -> str:
@@ -111,6 +114,11 @@ def _unescape(match: re.Match[str]) -> str:
     return chr(int(next(g for g in match.groups() if g), 16))
 
 
+def _pair(match: re.Match[str]) -> str:
+    high, low = (int(g, 16) for g in match.groups())
+    return chr(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))
+
+
 def _formatted(text: str) -> str:
     """Text with every number as its float value and every escape as its character.
 
@@ -118,6 +126,8 @@ def _formatted(text: str) -> str:
     and nothing else: OPA keeps a number's JSON spelling (`1e7`, `1.0e10`) and Go's
     escapes (`\x00`, `\u0085`), regorus writes `10000000` and JSON's `\u0000`.
     """
+    text = _SURROGATES.sub(_pair, text)  # JSON's surrogate pair for Go's `\U0007eb87`
+    text = _SHORT.sub(lambda m: _SHORT_CHARS[m.group(1)], text)  # Go's `\a` for `\u0007`
     return _NUMBER.sub(_number, _ESCAPE.sub(_unescape, text))
 
 

@@ -25,6 +25,8 @@ def _answer(*messages: str) -> dict[str, list[str]]:
         ("tiny 0.0000001", "tiny 1e-07"),
         ('roles ["a\\u0000b"]', 'roles ["a\\x00b"]'),
         ('roles ["\x85"]', 'roles ["\\u0085"]'),
+        ('roles ["\\ud9ba\\udf87"]', 'roles ["\\U0007eb87"]'),
+        ('roles ["\\u0007\\u000b"]', 'roles ["\\a\\v"]'),
     ],
 )
 def test_spelling_of_numbers_and_escapes_is_a_format_difference(ours: str, theirs: str) -> None:

@@ -7,7 +7,7 @@ import rego.v1
 
 import data.aion.lib.default_safe as lib
 
-agent := input.resource.attributes
+agent := lib.object_at(input.resource, "attributes")
 
 deny contains reason if some reason in lib.base_deny
 
@@ -22,8 +22,18 @@ deny contains reason if {
 }
 
 deny contains reason if {
-	some tool in agent.tool_ids
+	some tool in lib.array_at(agent, "tool_ids")
 	reason := lib.disallowed_tool(tool)
+}
+
+deny contains reason if some reason in lib.tool_list_deny
+
+deny contains reason if {
+	some [path, expected] in [
+		[["resource", "attributes", "tool_ids"], "array"],
+		[["resource", "attributes", "status"], "string"],
+	]
+	reason := lib.malformed(path, expected)
 }
 
 # The old system deployed by flipping a status; a new agent may not arrive deployed.

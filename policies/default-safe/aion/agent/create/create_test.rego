@@ -71,3 +71,26 @@ test_create_in_other_tenant_denied if {
 test_create_of_non_agent_denied if {
 	denied_by(object.union(research_copilot, {"resource": {"type": "tool"}})) == {"default_safe.resource_type"}
 }
+
+# `tool_ids: "ops.shell"` is not a list of reviewed tools; it is denied, not skipped.
+test_tools_of_another_type_denied if {
+	every tools in ["ops.shell", 5, {"ops.shell": true}] {
+		denied_by(with_attributes({"tool_ids": tools})) == {"default_safe.input_malformed"}
+	}
+}
+
+test_tool_entries_of_another_type_not_allowed if {
+	reasons := deny with input as with_attributes({"tool_ids": ["web_search", 7]})
+	some reason in reasons
+	reason.id == "default_safe.tool_not_allowed"
+	reason.msg == `tool 7 is not allowed for tenant "acme"`
+}
+
+test_status_of_another_type_denied if {
+	denied_by(with_attributes({"status": 1})) == {"default_safe.input_malformed"}
+	count(deny) == 0 with input as with_attributes({"status": null})
+}
+
+test_tenant_tool_list_of_another_type_denied if {
+	denied_by(object.union(research_copilot, {"context": {"tenant": 5}})) == {"default_safe.input_malformed"}
+}

@@ -8,7 +8,7 @@ import rego.v1
 
 import data.aion.lib.default_safe as lib
 
-changes := object.get(input.context, "changes", {})
+changes := lib.object_at(input.context, "changes")
 
 # Fields a deploy gate has checked; changing them on a live agent would
 # bypass the gate.
@@ -42,8 +42,22 @@ deny contains reason if {
 }
 
 deny contains reason if {
-	some tool in changes.tool_ids
+	some tool in lib.array_at(changes, "tool_ids")
 	reason := lib.disallowed_tool(tool)
+}
+
+deny contains reason if some reason in lib.tool_list_deny
+
+# The fields read above, when given, must have their types: `changes: 5` or
+# `tool_ids: "ops.shell"` would otherwise pass every check.
+deny contains reason if {
+	some [path, expected] in [
+		[["context", "changes"], "object"],
+		[["context", "changes", "status"], "string"],
+		[["context", "changes", "tool_ids"], "array"],
+		[["resource", "attributes", "status"], "string"],
+	]
+	reason := lib.malformed(path, expected)
 }
 
 # Taking the agent back to draft in the same update is the way to change it;

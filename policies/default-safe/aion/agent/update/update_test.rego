@@ -69,3 +69,20 @@ test_update_by_viewer_or_other_tenant_denied if {
 	denied_by(object.union(update("draft", {}), {"principal": t.user(["viewer"])})) == {"default_safe.role_not_permitted"}
 	denied_by(object.union(update("draft", {}), {"principal": {"tenant": "globex"}})) == {"default_safe.tenant_mismatch"}
 }
+
+test_changes_of_another_type_denied if {
+	every change in [5, "model", ["model"]] {
+		denied_by(update("deployed", change)) == {"default_safe.input_malformed"}
+	}
+}
+
+test_changed_fields_of_another_type_denied if {
+	denied_by(update("draft", {"tool_ids": "keylogger"})) == {"default_safe.input_malformed"}
+	denied_by(update("draft", {"status": 1})) == {"default_safe.input_malformed"}
+	denied_by(update(1, {"name": "x"})) == {"default_safe.input_malformed"}
+}
+
+test_tenant_tool_list_of_another_type_denied if {
+	inp := object.union(update("draft", {"tool_ids": ["browser"]}), {"context": {"tenant": {"allowed_tools": {}}}})
+	denied_by(inp) == {"default_safe.input_malformed"}
+}

@@ -30,8 +30,8 @@ base_deny contains reason if {
 	reason := {
 		"id": "default_safe.tenant_mismatch",
 		"msg": sprintf(
-			"principal of tenant %q may not act on a resource of tenant %q",
-			[input.principal.tenant, input.resource.tenant],
+			"principal of tenant %s may not act on a resource of tenant %s",
+			[q(input.principal.tenant), q(input.resource.tenant)],
 		),
 	}
 }
@@ -41,7 +41,7 @@ base_deny contains reason if {
 	input.resource.type != expected
 	reason := {
 		"id": "default_safe.resource_type",
-		"msg": sprintf("%s expects a resource of type %q, got %q", [input.action, expected, input.resource.type]),
+		"msg": sprintf("%s expects a resource of type %s, got %s", [input.action, q(expected), q(input.resource.type)]),
 	}
 }
 
@@ -56,27 +56,48 @@ base_deny contains reason if {
 # The agent a tool or memory request is made for must be of the caller's tenant:
 # naming another tenant's agent would let one tenant act through another's.
 base_deny contains reason if {
-	agent_tenant := input.context.agent.tenant
+	agent_tenant := context_agent.tenant
 	agent_tenant != input.principal.tenant
 	reason := {
 		"id": "default_safe.agent_tenant_mismatch",
-		"msg": sprintf("agent %q belongs to tenant %q, not %q", [input.context.agent.id, agent_tenant, input.principal.tenant]),
+		"msg": sprintf("agent %s belongs to tenant %s, not %s", [agent_label, q(agent_tenant), q(input.principal.tenant)]),
 	}
 }
 
 base_deny contains reason if {
 	input.action in agent_actions
-	input.context.agent.status == "disabled"
+	context_agent.status == "disabled"
 	reason := {
 		"id": "default_safe.agent_disabled",
-		"msg": sprintf("agent %q is disabled", [input.context.agent.id]),
+		"msg": sprintf("agent %s is disabled", [agent_label]),
 	}
 }
+
+# The agent fields read above, and its status where it is read.
+base_deny contains reason if {
+	some [path, expected] in [
+		[["context", "agent"], "object"],
+		[["context", "agent", "id"], "string"],
+		[["context", "agent", "tenant"], "string"],
+	]
+	reason := malformed(path, expected)
+}
+
+base_deny contains reason if {
+	input.action in agent_actions
+	reason := malformed(["context", "agent", "status"], "string")
+}
+
+# The agent a request names (`context.agent`); {} when it names none.
+context_agent := object_at(object_at(input, "context"), "agent")
+
+# The named agent's id for messages: quoted, or `null` when it has none.
+agent_label := q(object.get(context_agent, "id", null))
 
 # A user acts through its roles; a service (a running agent or worker) may do
 # the runtime actions only, never change agents or bindings.
 may_act if {
-	some role in input.principal.roles
+	some role in array_at(input.principal, "roles")
 	role in data.aion.lib.default_safe.action_roles[input.action]
 }
 
@@ -87,16 +108,27 @@ may_act if {
 
 # The tools a tenant may use: its own list when the request carries one (the
 # server passes the tenant's settings), otherwise the shipped catalog.
-allowed_tools := {tool | some tool in input.context.tenant.allowed_tools} if {
-	is_array(input.context.tenant.allowed_tools)
+allowed_tools := {tool | some tool in tenant_tools} if {
+	tenant_tools := object.get(input, ["context", "tenant", "allowed_tools"], null)
+	is_array(tenant_tools)
 } else := {tool | some tool in data.aion.lib.default_safe.known_tools}
+
+# For the actions that call `disallowed_tool`: the tenant's tool list, when
+# given, must be a list (anything else would fall back to the catalog).
+tool_list_deny contains reason if {
+	some [path, expected] in [
+		[["context", "tenant"], "object"],
+		[["context", "tenant", "allowed_tools"], "array"],
+	]
+	reason := malformed(path, expected)
+}
 
 # A deny reason for a tool the tenant may not use; undefined when it may.
 disallowed_tool(tool) := reason if {
 	not tool in allowed_tools
 	reason := {
 		"id": "default_safe.tool_not_allowed",
-		"msg": sprintf("tool %q is not allowed for tenant %q", [tool, input.resource.tenant]),
+		"msg": sprintf("tool %s is not allowed for tenant %s", [q(tool), q(input.resource.tenant)]),
 		"tool": tool,
 	}
 }
@@ -108,7 +140,7 @@ privileged_tool(tool) if {
 }
 
 has_privileged_role if {
-	some role in input.principal.roles
+	some role in array_at(input.principal, "roles")
 	role in data.aion.lib.default_safe.privileged_tool_roles
 }
 
@@ -122,10 +154,53 @@ non_blank(value) if {
 # namespace of another agent, even within the tenant.
 memory_owner_deny contains reason if {
 	owner := input.resource.attributes.agent_id
-	caller := input.context.agent.id
+	caller := context_agent.id
 	owner != caller
 	reason := {
 		"id": "default_safe.memory_other_agent",
-		"msg": sprintf("agent %q may not use the memory of agent %q", [caller, owner]),
+		"msg": sprintf("agent %s may not use the memory of agent %s", [q(caller), q(owner)]),
 	}
 }
+
+memory_owner_deny contains reason if {
+	reason := malformed(["resource", "attributes", "agent_id"], "string")
+}
+
+# ---- total over input shapes -------------------------------------------------
+# The bundle must decide alike in the embedded engine and in OPA: no builtin may
+# see a type it refuses (regorus raises where OPA is undefined), so values from
+# input are type-checked before use, and a field of the wrong type is denied.
+
+# `%q` of a string; any other value as `%v` (regorus refuses `%q` of a non-string).
+q(value) := sprintf("%q", [value]) if {
+	is_string(value)
+} else := sprintf("%v", [value])
+
+# `obj[key]` when it is an array; [] otherwise (absent, null, or another type: see malformed).
+array_at(obj, key) := value if {
+	is_object(obj)
+	value := obj[key]
+	is_array(value)
+} else := []
+
+# `obj[key]` when it is an object; {} otherwise (absent, null, or another type: see malformed).
+object_at(obj, key) := value if {
+	is_object(obj)
+	value := obj[key]
+	is_object(value)
+} else := {}
+
+# A deny reason when the input field at `path` is present, not null, and not
+# of type `expected` (a `type_name`); undefined otherwise. Absent and null fields keep
+# the rules that read them (a missing name is `agent_name_missing`).
+malformed(path, expected) := reason if {
+	value := object.get(input, path, null)
+	value != null
+	type_name(value) != expected
+	reason := {
+		"id": "default_safe.input_malformed",
+		"msg": sprintf("`%s` must be %s", [concat(".", path), type_articles[expected]]),
+	}
+}
+
+type_articles := {"object": "an object", "array": "an array", "string": "a string", "number": "a number"}

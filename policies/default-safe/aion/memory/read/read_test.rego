@@ -41,3 +41,8 @@ test_read_of_other_agents_memory_denied if {
 test_disabled_agent_cannot_read if {
 	denied_by(object.union(read, {"context": {"agent": {"status": "disabled"}}})) == {"default_safe.agent_disabled"}
 }
+
+test_owner_of_another_type_denied if {
+	inp := object.union(read, {"resource": {"attributes": {"agent_id": 7}}})
+	denied_by(inp) == {"default_safe.input_malformed", "default_safe.memory_other_agent"}
+}

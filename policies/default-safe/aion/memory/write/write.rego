@@ -14,9 +14,15 @@ deny contains reason if {
 }
 
 deny contains reason if {
-	input.context.size_bytes > data.aion.memory.write.max_value_bytes
+	size := input.context.size_bytes
+	is_number(size)
+	size > data.aion.memory.write.max_value_bytes
 	reason := {
 		"id": "default_safe.memory_too_large",
-		"msg": sprintf("memory value of %v bytes exceeds %v", [input.context.size_bytes, data.aion.memory.write.max_value_bytes]),
+		"msg": sprintf("memory value of %v bytes exceeds %v", [size, data.aion.memory.write.max_value_bytes]),
 	}
+}
+
+deny contains reason if {
+	reason := lib.malformed(["context", "size_bytes"], "number")
 }

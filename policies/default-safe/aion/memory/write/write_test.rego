@@ -54,3 +54,10 @@ test_viewer_cannot_write if {
 test_write_to_non_memory_resource_denied if {
 	denied_by(object.union(write, {"resource": {"type": "agent"}})) == {"default_safe.resource_type"}
 }
+
+# A size of another type is malformed, not compared with the limit.
+test_size_of_another_type_denied if {
+	every size in ["2048", "huge", [1], {"bytes": 1}, true] {
+		denied_by(object.union(write, {"context": {"size_bytes": size}})) == {"default_safe.input_malformed"}
+	}
+}

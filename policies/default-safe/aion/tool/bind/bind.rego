@@ -14,11 +14,13 @@ deny contains reason if {
 	reason := lib.disallowed_tool(input.resource.id)
 }
 
+deny contains reason if some reason in lib.tool_list_deny
+
 deny contains reason if {
 	lib.privileged_tool(input.resource.id)
 	not lib.has_privileged_role
 	reason := {
 		"id": "default_safe.privileged_tool_role",
-		"msg": sprintf("binding %q needs one of the roles %v", [input.resource.id, data.aion.lib.default_safe.privileged_tool_roles]),
+		"msg": sprintf("binding %s needs one of the roles %v", [lib.q(input.resource.id), data.aion.lib.default_safe.privileged_tool_roles]),
 	}
 }

@@ -58,3 +58,8 @@ test_services_and_viewers_cannot_bind if {
 test_wrong_resource_type_denied if {
 	denied_by(object.union(bind("web_search"), {"resource": {"type": "agent"}})) == {"default_safe.resource_type"}
 }
+
+test_tenant_tool_list_of_another_type_denied if {
+	denied_by(object.union(bind("web_search"), {"context": {"tenant": {"allowed_tools": "web_search"}}})) == {"default_safe.input_malformed"}
+	denied_by(object.union(bind("web_search"), {"context": {"tenant": ["web_search"]}})) == {"default_safe.input_malformed"}
+}

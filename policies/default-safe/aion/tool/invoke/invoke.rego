@@ -19,15 +19,27 @@ deny contains reason if {
 	reason := lib.disallowed_tool(tool)
 }
 
+deny contains reason if some reason in lib.tool_list_deny
+
+# The agent's bindings and the call's arguments, when given, must be a list
+# and an object: a binding list of another type would skip the check below.
+deny contains reason if {
+	some [path, expected] in [
+		[["context", "agent", "tool_ids"], "array"],
+		[["context", "arguments"], "object"],
+	]
+	reason := lib.malformed(path, expected)
+}
+
 # When the caller names the agent and its bindings, the tool must be bound to
 # it: binding is where tools are reviewed, invoking must not skip that step.
 deny contains reason if {
-	bound := input.context.agent.tool_ids
+	bound := lib.context_agent.tool_ids
 	is_array(bound)
 	not tool in bound
 	reason := {
 		"id": "default_safe.tool_not_bound",
-		"msg": sprintf("tool %q is not bound to agent %q", [tool, input.context.agent.id]),
+		"msg": sprintf("tool %s is not bound to agent %s", [lib.q(tool), lib.agent_label]),
 		"tool": tool,
 	}
 }
@@ -39,7 +51,7 @@ deny contains reason if {
 	auto_confirm_requested
 	reason := {
 		"id": "default_safe.ops_auto_confirm",
-		"msg": sprintf("auto_confirm is not allowed on %q: ops tools need a human confirmation", [tool]),
+		"msg": sprintf("auto_confirm is not allowed on %s: ops tools need a human confirmation", [lib.q(tool)]),
 	}
 }
 

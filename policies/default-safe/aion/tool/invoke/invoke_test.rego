@@ -66,3 +66,33 @@ test_reasons_are_objects_with_ids_and_messages if {
 		reason.msg != ""
 	}
 }
+
+# A binding list of another type must not skip the binding check (OPA would
+# otherwise allow `tool_ids: 5` where the embedded engine errors).
+test_bindings_of_another_type_denied if {
+	every bound in [5, "rag.search", {"rag.search": true}, true] {
+		agent := {"id": "a1", "tenant": "acme", "tool_ids": bound}
+		denied_by(object.union(search, {"context": {"agent": agent}})) == {"default_safe.input_malformed"}
+	}
+}
+
+test_arguments_of_another_type_denied if {
+	every arguments in ["query", 1, ["x"]] {
+		denied_by(t.invoke("rag.search", arguments)) == {"default_safe.input_malformed"}
+	}
+	denied_by(t.invoke("file.read", "/data/x")) == {"default_safe.input_malformed", "default_safe.path_invalid"}
+}
+
+test_tenant_tool_list_of_another_type_denied if {
+	inp := object.union(search, {"context": {"tenant": {"allowed_tools": "rag.search"}}})
+	denied_by(inp) == {"default_safe.input_malformed"}
+}
+
+# The binding check does not depend on the agent naming itself.
+test_agent_without_id_must_have_the_tool_bound if {
+	inp := object.union(search, {"context": {"agent": {"tenant": "acme", "tool_ids": ["web_search"]}}})
+	reasons := deny with input as inp
+	some reason in reasons
+	reason.id == "default_safe.tool_not_bound"
+	reason.msg == `tool "rag.search" is not bound to agent null`
+}
