@@ -11,6 +11,12 @@ agent := input.resource.attributes
 
 model := input.context.model
 
+# The lists read below, as arrays whatever the input holds: a field of another
+# type reads as [] here and is denied as `deploy_gates.input_malformed`.
+tool_ids := array_at(agent, "tool_ids")
+
+policies := array_at(input.context, "policies")
+
 deny contains reason if {
 	input.principal.tenant != input.resource.tenant
 	reason := {
@@ -27,6 +33,26 @@ deny contains reason if {
 deny contains reason if {
 	agent.status == "disabled"
 	reason := {"id": "deploy_gates.agent_disabled", "msg": sprintf("agent %q is disabled and cannot be deployed", [input.resource.id])}
+}
+
+# The fields read below, when present and not null but of another type;
+# absent and null ones keep the rules that read them (no model is
+# `model_missing`, no tool list allows no tool). An override of the wrong type
+# (`allow_cloud: "false"`) or approval flag (`"true"`) would otherwise be
+# ignored, not applied.
+deny contains reason if {
+	some [path, expected] in [
+		[["resource", "attributes", "status"], "string"],
+		[["resource", "attributes", "tool_ids"], "array"],
+		[["resource", "attributes", "policy_overrides"], "object"],
+		[["resource", "attributes", "policy_overrides", "privacy"], "object"],
+		[["resource", "attributes", "policy_overrides", "privacy", "allow_cloud"], "boolean"],
+		[["context", "policies"], "array"],
+		[["context", "tenant"], "object"],
+		[["context", "tenant", "allowed_tools"], "array"],
+		[["context", "model", "admin_approval_required"], "boolean"],
+	]
+	reason := malformed(path, expected)
 }
 
 # Every deployed agent runs under at least one active policy bundle.
@@ -46,7 +72,7 @@ deny contains reason if {
 deny contains reason if {
 	is_object(model)
 	object.get(model, "registered", false) != true
-	reason := {"id": "deploy_gates.model_unregistered", "msg": sprintf("model %q is not registered", [object.get(model, "id", "")])}
+	reason := {"id": "deploy_gates.model_unregistered", "msg": sprintf("model %s is not registered", [q(object.get(model, "id", ""))])}
 }
 
 deny contains reason if {
@@ -54,18 +80,18 @@ deny contains reason if {
 	object.get(model, "verified", false) != true
 	reason := {
 		"id": "deploy_gates.model_unverified",
-		"msg": sprintf("model %q has no verified attestation", [object.get(model, "id", "")]),
+		"msg": sprintf("model %s has no verified attestation", [q(object.get(model, "id", ""))]),
 	}
 }
 
 # Tools are checked against the tenant's list as the server passes it; no
 # list means no tool is allowed (fail closed), not every tool.
 deny contains reason if {
-	some tool in object.get(agent, "tool_ids", [])
-	not tool in object.get(input, ["context", "tenant", "allowed_tools"], [])
+	some tool in tool_ids
+	not tool in array_at(object_at(object.get(input, "context", {}), "tenant"), "allowed_tools")
 	reason := {
 		"id": "deploy_gates.tool_not_allowed",
-		"msg": sprintf("tool %q is not allowed for tenant %q", [tool, input.resource.tenant]),
+		"msg": sprintf("tool %s is not allowed for tenant %q", [q(tool), input.resource.tenant]),
 		"tool": tool,
 	}
 }
@@ -77,7 +103,7 @@ deny contains reason if {
 	model.privacy != "local-only"
 	reason := {
 		"id": "deploy_gates.cloud_not_allowed",
-		"msg": sprintf("the agent does not allow cloud models, and model %q has privacy %q", [model.id, model.privacy]),
+		"msg": sprintf("the agent does not allow cloud models, and model %s has privacy %s", [q(model.id), q(model.privacy)]),
 	}
 }
 
@@ -96,12 +122,49 @@ warn contains reason if {
 }
 
 has_active_policy if {
-	some policy in input.context.policies
+	some policy in policies
+	is_object(policy)
 	policy.status == "active"
 }
 
 has_enforcing_policy if {
-	some policy in input.context.policies
+	some policy in policies
+	is_object(policy)
 	policy.status == "active"
 	object.get(policy, "mode", "enforce") == "enforce"
 }
+
+# --- helpers: total over every input shape, in regorus and in OPA ----------
+
+# `%q` of a string; any other value as `%v` (regorus refuses `%q` of a non-string).
+q(value) := sprintf("%q", [value]) if {
+	is_string(value)
+} else := sprintf("%v", [value])
+
+# `obj[key]` when it is an array; [] otherwise (absent, null, or another type: see malformed).
+array_at(obj, key) := value if {
+	is_object(obj)
+	value := obj[key]
+	is_array(value)
+} else := []
+
+# `obj[key]` when it is an object; {} otherwise (absent, null, or another type: see malformed).
+object_at(obj, key) := value if {
+	is_object(obj)
+	value := obj[key]
+	is_object(value)
+} else := {}
+
+# A deny reason when the input field at `path` is present, not null, and not
+# of type `expected` (a `type_name`); undefined otherwise.
+malformed(path, expected) := reason if {
+	value := object.get(input, path, null)
+	value != null
+	type_name(value) != expected
+	reason := {
+		"id": "deploy_gates.input_malformed",
+		"msg": sprintf("`%s` must be %s", [concat(".", path), type_articles[expected]]),
+	}
+}
+
+type_articles := {"object": "an object", "array": "an array", "string": "a string", "boolean": "a boolean"}

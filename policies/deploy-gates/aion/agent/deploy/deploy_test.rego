@@ -138,3 +138,76 @@ test_every_gate_reported_at_once if {
 		"deploy_gates.tool_not_allowed",
 	}
 }
+
+# --- malformed input: denied in both engines, never an evaluation error -----
+
+# The messages of the `input_malformed` reasons for `inp`.
+malformed_msgs(inp) := {reason.msg |
+	some reason in deny with input as inp
+	reason.id == "deploy_gates.input_malformed"
+}
+
+# In OPA a number's `some .. in` matched nothing: `tool_ids: 5` deployed.
+test_tool_ids_not_an_array_denied if {
+	inp := object.union(ready, {"resource": {"attributes": {"tool_ids": 5}}})
+	denied_by(inp) == {"deploy_gates.input_malformed"}
+	malformed_msgs(inp) == {"`resource.attributes.tool_ids` must be an array"}
+}
+
+# Absent and null fields keep their own rules; only another type is malformed.
+test_null_fields_are_absent_not_malformed if {
+	count(deny) == 0 with input as object.union(ready, {"resource": {"attributes": {"tool_ids": null}}})
+	denied_by(with_context("policies", null)) == {"deploy_gates.no_active_policy"}
+	denied_by(with_context("tenant", {"allowed_tools": null})) == {"deploy_gates.tool_not_allowed"}
+}
+
+test_policies_not_an_array_denied if {
+	inp := with_context("policies", {"name": "default-safe", "status": "active"})
+	denied_by(inp) == {"deploy_gates.input_malformed", "deploy_gates.no_active_policy"}
+	malformed_msgs(inp) == {"`context.policies` must be an array"}
+	with_junk := with_context("policies", ["default-safe", {"name": "default-safe", "status": "active", "mode": "enforce"}])
+	count(deny) == 0 with input as with_junk
+	count(warn) == 0 with input as with_junk
+}
+
+test_tenant_settings_of_the_wrong_type_denied if {
+	malformed_msgs(with_context("tenant", ["web_search"])) == {"`context.tenant` must be an object"}
+	denied_by(with_context("tenant", ["web_search"])) == {"deploy_gates.input_malformed", "deploy_gates.tool_not_allowed"}
+	inp := with_context("tenant", {"allowed_tools": "web_search,browser,file_writer"})
+	malformed_msgs(inp) == {"`context.tenant.allowed_tools` must be an array"}
+	denied_by(inp) == {"deploy_gates.input_malformed", "deploy_gates.tool_not_allowed"}
+}
+
+test_status_not_a_string_denied if {
+	inp := object.union(ready, {"resource": {"attributes": {"status": ["disabled"]}}})
+	malformed_msgs(inp) == {"`resource.attributes.status` must be a string"}
+}
+
+# `allow_cloud: "false"` is not `false`: ignored, it would let a cloud model through.
+test_overrides_of_the_wrong_type_denied if {
+	cloud_string := {"resource": {"attributes": {"policy_overrides": {"privacy": {"allow_cloud": "false"}}}}}
+	denied_by(object.union(ready, cloud_string)) == {"deploy_gates.input_malformed"}
+	malformed_msgs(object.union(ready, cloud_string)) == {"`resource.attributes.policy_overrides.privacy.allow_cloud` must be a boolean"}
+	privacy := {"resource": {"attributes": {"policy_overrides": {"privacy": "local-only"}}}}
+	malformed_msgs(object.union(ready, privacy)) == {"`resource.attributes.policy_overrides.privacy` must be an object"}
+	overrides := {"resource": {"attributes": {"policy_overrides": "none"}}}
+	malformed_msgs(object.union(ready, overrides)) == {"`resource.attributes.policy_overrides` must be an object"}
+}
+
+# `admin_approval_required: "true"` would otherwise deploy without the approval.
+test_approval_flag_not_a_boolean_denied if {
+	inp := object.union(ready, {"context": {"model": {"admin_approval_required": "true"}}})
+	denied_by(inp) == {"deploy_gates.input_malformed"}
+	malformed_msgs(inp) == {"`context.model.admin_approval_required` must be a boolean"}
+}
+
+# regorus refuses `%q` of a non-string: such values are printed as `%v`.
+test_non_string_values_in_messages if {
+	tools := deny with input as object.union(ready, {"resource": {"attributes": {"tool_ids": [7]}}})
+	{r.msg | some r in tools} == {"tool 7 is not allowed for tenant \"acme\""}
+	models := deny with input as with_context("model", {"id": 5})
+	{r.msg | some r in models} == {"model 5 is not registered", "model 5 has no verified attestation"}
+	no_cloud := {"resource": {"attributes": {"policy_overrides": {"privacy": {"allow_cloud": false}}}}}
+	cloud := deny with input as object.union(ready, object.union(no_cloud, {"context": {"model": {"privacy": 2}}}))
+	{r.msg | some r in cloud} == {"the agent does not allow cloud models, and model \"gpt-4o\" has privacy 2"}
+}

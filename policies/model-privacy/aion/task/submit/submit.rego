@@ -44,6 +44,21 @@ deny contains reason if {
 	reason := {"id": "model_privacy.resource_type", "msg": sprintf("task.submit expects the agent as resource, got %q", [input.resource.type])}
 }
 
+# The template overrides read below, when present and not null but of another
+# type: an override of the wrong type (`usd_max: "0.01"`, `allow_cloud:
+# "false"`) would be ignored, not applied. The other fields of the wrong type
+# are denied by the rules that read them (an intent of 5 is `intent_unknown`).
+deny contains reason if {
+	some [path, expected] in [
+		[["resource", "attributes", "policy_overrides"], "object"],
+		[["resource", "attributes", "policy_overrides", "budget"], "object"],
+		[["resource", "attributes", "policy_overrides", "budget", "usd_max"], "number"],
+		[["resource", "attributes", "policy_overrides", "privacy"], "object"],
+		[["resource", "attributes", "policy_overrides", "privacy", "allow_cloud"], "boolean"],
+	]
+	reason := malformed(path, expected)
+}
+
 deny contains reason if {
 	status := object.get(agent, "status", null)
 	status != "deployed"
@@ -114,3 +129,17 @@ valid_budget if {
 	is_number(task_budget)
 	task_budget >= 0
 }
+
+# A deny reason when the input field at `path` is present, not null, and not
+# of type `expected` (a `type_name`); undefined otherwise.
+malformed(path, expected) := reason if {
+	value := object.get(input, path, null)
+	value != null
+	type_name(value) != expected
+	reason := {
+		"id": "model_privacy.input_malformed",
+		"msg": sprintf("`%s` must be %s", [concat(".", path), type_articles[expected]]),
+	}
+}
+
+type_articles := {"object": "an object", "number": "a number", "boolean": "a boolean"}

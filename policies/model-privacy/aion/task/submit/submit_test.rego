@@ -137,3 +137,34 @@ test_resource_must_be_the_agent if {
 test_other_tenant_denied if {
 	denied_by(object.union(summarize, {"principal": {"tenant": "globex"}})) == {"model_privacy.tenant_mismatch"}
 }
+
+# --- malformed input: denied in both engines, never an evaluation error -----
+
+# The messages of the `input_malformed` reasons for `inp`.
+malformed_msgs(inp) := {reason.msg |
+	some reason in deny with input as inp
+	reason.id == "model_privacy.input_malformed"
+}
+
+# `usd_max: "0.01"` is not a number: ignored, it would leave the cap at 0.2.
+test_overrides_of_the_wrong_type_denied if {
+	budget := object.union(summarize, {"resource": {"attributes": {"policy_overrides": {"budget": {"usd_max": "0.01"}}}}})
+	denied_by(budget) == {"model_privacy.input_malformed"}
+	malformed_msgs(budget) == {"`resource.attributes.policy_overrides.budget.usd_max` must be a number"}
+	cloud := object.union(summarize, {"resource": {"attributes": {"policy_overrides": {"privacy": {"allow_cloud": "false"}}}}})
+	denied_by(cloud) == {"model_privacy.input_malformed"}
+	malformed_msgs(cloud) == {"`resource.attributes.policy_overrides.privacy.allow_cloud` must be a boolean"}
+	sections := object.union(summarize, {"resource": {"attributes": {"policy_overrides": {"budget": 0.01, "privacy": "local-only"}}}})
+	malformed_msgs(sections) == {
+		"`resource.attributes.policy_overrides.budget` must be an object",
+		"`resource.attributes.policy_overrides.privacy` must be an object",
+	}
+	overrides := object.union(summarize, {"resource": {"attributes": {"policy_overrides": ["budget"]}}})
+	malformed_msgs(overrides) == {"`resource.attributes.policy_overrides` must be an object"}
+}
+
+# Absent and null overrides are no overrides.
+test_null_overrides_are_absent_not_malformed if {
+	count(deny) == 0 with input as object.union(summarize, {"resource": {"attributes": {"policy_overrides": null}}})
+	count(deny) == 0 with input as object.union(summarize, {"resource": {"attributes": {"policy_overrides": {"budget": {"usd_max": null}}}}})
+}

@@ -19,11 +19,16 @@ deny contains reason if {
 
 deny contains reason if {
 	bundle.signed == true
-	not object.get(bundle, "signer_key_id", null) in object.get(input, ["context", "trusted_bundle_keys"], [])
+	not object.get(bundle, "signer_key_id", null) in lib.array_at(object.get(input, "context", {}), "trusted_bundle_keys")
 	reason := {
 		"id": "registry_admission.bundle_signer_untrusted",
 		"msg": sprintf("bundle %q is signed by %v, not by a trusted key", [input.resource.id, object.get(bundle, "signer_key_id", null)]),
 	}
+}
+
+# Keys of another type trust nobody (see bundle_signer_untrusted), and say why.
+deny contains reason if {
+	reason := lib.malformed(["context", "trusted_bundle_keys"], "array")
 }
 
 deny contains reason if {

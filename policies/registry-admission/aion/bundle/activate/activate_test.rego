@@ -49,3 +49,11 @@ test_bundle_type_and_tenant_checked if {
 	denied_by(object.union(activate, {"resource": {"type": "model"}})) == {"registry_admission.resource_type"}
 	denied_by(object.union(activate, {"resource": {"tenant": "globex"}})) == {"registry_admission.tenant_mismatch"}
 }
+
+# A list of the wrong type trusts nobody, and says why.
+test_trusted_keys_not_an_array_denied if {
+	inp := t.set_context(activate, "trusted_bundle_keys", "acme-bundles-2026")
+	denied_by(inp) == {"registry_admission.input_malformed", "registry_admission.bundle_signer_untrusted"}
+	reasons := deny with input as inp
+	{r.msg | some r in reasons; r.id == "registry_admission.input_malformed"} == {"`context.trusted_bundle_keys` must be an array"}
+}

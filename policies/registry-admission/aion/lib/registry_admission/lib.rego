@@ -81,7 +81,7 @@ evidence_deny contains reason if {
 evidence_deny contains reason if {
 	is_object(attestations)
 	subject := concat("", ["sha256:", digest])
-	not subject in object.get(attestations, "subject_digests", [])
+	not subject in array_at(attestations, "subject_digests")
 	reason := {
 		"id": "registry_admission.digest_mismatch",
 		"msg": sprintf("no attestation subject is %s", [subject]),
@@ -91,7 +91,7 @@ evidence_deny contains reason if {
 evidence_deny contains reason if {
 	is_object(attestations)
 	accepted := data.aion.lib.registry_admission.accepted_predicate_types
-	count({t | some t in object.get(attestations, "predicate_types", [])} & {t | some t in accepted}) == 0
+	count({t | some t in array_at(attestations, "predicate_types")} & {t | some t in accepted}) == 0
 	reason := {
 		"id": "registry_admission.provenance_missing",
 		"msg": sprintf("no provenance attestation; accepted predicate types: %v", [accepted]),
@@ -106,8 +106,22 @@ evidence_deny contains reason if {
 
 evidence_deny contains reason if {
 	is_object(attestations)
-	count(object.get(attestations, "signer_key_ids", [])) == 0
+	count(array_at(attestations, "signer_key_ids")) == 0
 	reason := {"id": "registry_admission.signer_missing", "msg": "the attestations name no signing key (`signer_key_ids`)"}
+}
+
+# The fields read below, when present and not null but of another type;
+# absent and null ones keep the rules that read them. A list of another type
+# reads as [] (in OPA `count` of a string is its length: one key id as a
+# string counted as a signer); `checksums_stale: "true"` would be ignored.
+evidence_deny contains reason if {
+	some [path, expected] in [
+		[["resource", "attributes", "checksums_stale"], "boolean"],
+		[["context", "attestations", "subject_digests"], "array"],
+		[["context", "attestations", "predicate_types"], "array"],
+		[["context", "attestations", "signer_key_ids"], "array"],
+	]
+	reason := malformed(path, expected)
 }
 
 # --- manifest integrity fields ----------------------------------------------
@@ -173,3 +187,24 @@ non_blank(value) if {
 	is_string(value)
 	trim_space(value) != ""
 }
+
+# `obj[key]` when it is an array; [] otherwise (absent, null, or another type: see malformed).
+array_at(obj, key) := value if {
+	is_object(obj)
+	value := obj[key]
+	is_array(value)
+} else := []
+
+# A deny reason when the input field at `path` is present, not null, and not
+# of type `expected` (a `type_name`); undefined otherwise.
+malformed(path, expected) := reason if {
+	value := object.get(input, path, null)
+	value != null
+	type_name(value) != expected
+	reason := {
+		"id": "registry_admission.input_malformed",
+		"msg": sprintf("`%s` must be %s", [concat(".", path), type_articles[expected]]),
+	}
+}
+
+type_articles := {"array": "an array", "boolean": "a boolean"}

@@ -21,6 +21,11 @@ deny contains reason if {
 	}
 }
 
+# `admin_approval_required: "true"` would otherwise skip the approval below.
+deny contains reason if {
+	reason := lib.malformed(["resource", "attributes", "admin_approval_required"], "boolean")
+}
+
 warn contains reason if some reason in lib.evidence_warn
 
 # FIXTURES: registry model gpt-4.5 needs an admin's approval.

@@ -165,3 +165,39 @@ test_old_manifest_rejected_with_every_reason if {
 		"registry_admission.attestation_missing",
 	}
 }
+
+# --- malformed input: denied in both engines, never an evaluation error -----
+
+# The messages of the `input_malformed` reasons for `inp`.
+malformed_msgs(inp) := {reason.msg |
+	some reason in deny with input as inp
+	reason.id == "registry_admission.input_malformed"
+}
+
+# In OPA `count` of a string is its length: a single key id as a string
+# counted as a signer.
+test_attestation_lists_of_the_wrong_type_denied if {
+	subjects := t.set_attestation(llama, "subject_digests", concat("", ["sha256:", t.digest]))
+	denied_by(subjects) == {"registry_admission.input_malformed", "registry_admission.digest_mismatch"}
+	malformed_msgs(subjects) == {"`context.attestations.subject_digests` must be an array"}
+	predicates := t.set_attestation(llama, "predicate_types", "https://slsa.dev/provenance/v1")
+	denied_by(predicates) == {"registry_admission.input_malformed", "registry_admission.provenance_missing"}
+	malformed_msgs(predicates) == {"`context.attestations.predicate_types` must be an array"}
+	signers := t.set_attestation(llama, "signer_key_ids", "acme-release-2026")
+	denied_by(signers) == {"registry_admission.input_malformed", "registry_admission.signer_missing"}
+	malformed_msgs(signers) == {"`context.attestations.signer_key_ids` must be an array"}
+}
+
+# Absent and null fields keep their own rules; only another type is malformed.
+test_null_attestation_lists_are_absent_not_malformed if {
+	denied_by(t.set_attestation(llama, "signer_key_ids", null)) == {"registry_admission.signer_missing"}
+}
+
+test_flags_of_the_wrong_type_denied if {
+	stale := t.set_attribute(llama, "checksums_stale", "true")
+	denied_by(stale) == {"registry_admission.input_malformed"}
+	malformed_msgs(stale) == {"`resource.attributes.checksums_stale` must be a boolean"}
+	approval := t.set_attribute(llama, "admin_approval_required", "true")
+	denied_by(approval) == {"registry_admission.input_malformed"}
+	malformed_msgs(approval) == {"`resource.attributes.admin_approval_required` must be a boolean"}
+}
