@@ -63,7 +63,7 @@ def find_opa(explicit: str | None) -> Path:
     path = Path(candidate)
     if not path.is_file() or not os.access(path, os.X_OK):
         fail(f"the OPA binary `{path}` does not exist or is not executable")
-    return path
+    return path.resolve()  # OPA runs from a scratch directory: a relative path would break
 
 
 def opa_version(opa: Path) -> str:

@@ -162,3 +162,15 @@ def test_capabilities_are_the_embedded_engines_only(
     result = aion("policy", "test", demo_bundle, "--engine", "opa", "--capability", "http.send")
     assert result.code == 2
     assert "--capability applies to the embedded engine" in result.err
+
+
+def test_a_relative_opa_bin_works(
+    aion: Callable[..., Any], opa_bin: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AION_OPA_BIN")
+    monkeypatch.chdir(opa_bin.parent)
+    result = aion(
+        "policy", "test", POLICIES / "model-privacy", "--engine", "opa", "--opa-bin", "./opa"
+    )
+    assert result.code == 0, result.err
+    assert "0 failed" in result.out and "passed" in result.out
