@@ -19,7 +19,9 @@ denies, named::
                            or an action package without `deny`
     opa_bad_result         not JSON, a result that is not an object, `deny` that is
                            not a boolean or a list of strings or objects ...
-    opa_revision_mismatch  the sidecar serves another revision of a bundle, or lacks it
+    opa_revision_mismatch  the sidecar serves another revision of a bundle (any bundle of the
+                           set with Rego or data), lacks one, or serves one the set lacks
+    opa_wrong_tenant       the sidecar serves another tenant's bundles (AION_OPA_TENANT)
     opa_requires_async     the synchronous ``evaluate`` was called (use ``decide_async``)
 """
 
@@ -93,11 +95,14 @@ class RemoteRego:
     querier: OpaQuerier | None
     all_bundles: bool = False
     timeout_s: float = 0.1
+    refusal: str = ""
+    """Why this tenant may not be decided by the sidecar (it serves another tenant's
+    bundles): every decision that would go there denies with ``opa_wrong_tenant``."""
 
     @property
     def key(self) -> str:
         """What distinguishes two configurations in a compiled-set cache."""
-        return f"opa:{id(self.querier)}:{int(self.all_bundles)}:{self.timeout_s}"
+        return f"opa:{id(self.querier)}:{int(self.all_bundles)}:{self.timeout_s}:{self.refusal}"
 
     def wants(self, bundle: Bundle) -> bool:
         """Whether ``bundle``'s Rego is evaluated remotely."""
@@ -203,18 +208,25 @@ class RemoteRegoEvaluator:
     def __init__(
         self,
         compiled: CompiledRego,
-        revisions: Mapping[str, str],
+        remote: Iterable[str],
         querier: OpaQuerier | None,
         timeout_s: float,
+        *,
+        expected: Mapping[str, str],
+        known: Iterable[str] = (),
+        refusal: str = "",
     ) -> None:
-        self._revisions = dict(revisions)
-        self._plan = _plan(compiled, frozenset(revisions))
+        self._revisions = dict(expected)
+        self._known = frozenset(known) | frozenset(expected)
+        self._plan = _plan(compiled, frozenset(remote))
         self._querier = querier
         self._timeout_s = timeout_s
+        self._refusal = refusal
 
     @property
     def bundles(self) -> dict[str, str]:
-        """Name → revision of the bundles evaluated remotely (what the sidecar must serve)."""
+        """Name → revision of every bundle the sidecar must serve: each one with Rego or data
+        in the set (remote Rego reads all the data, and a local bundle's data is data too)."""
         return dict(self._revisions)
 
     def participates(self, action: str) -> bool:
@@ -240,7 +252,9 @@ class RemoteRegoEvaluator:
         verdict = EngineVerdict(ENGINE, participated=queries is not None)
         if queries is None:
             return verdict
-        if self._querier is None:
+        if self._refusal:
+            verdict.errors.append(_error("opa_wrong_tenant", self._refusal))
+        elif self._querier is None:
             verdict.errors.append(
                 _error(
                     "opa_not_configured",
@@ -310,6 +324,12 @@ class RemoteRegoEvaluator:
         if served is None:
             return "OPA reported no bundle provenance; the revisions it decides with are unknown"
         problems = []
+        extra = sorted(
+            k for k in served if k not in self._known and _loaded_name(k) not in self._known
+        )
+        if extra:
+            shown = ", ".join(f"`{k}`" for k in extra)
+            problems.append(f"OPA also serves bundles this policy set does not have: {shown}")
         for name, revision in sorted(self._revisions.items()):
             found = _sidecar_revision(served, name)
             if not found:

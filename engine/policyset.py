@@ -123,9 +123,12 @@ def compile_bundles(
     if rego is not None and remote is not None and chosen:
         remote_eval = RemoteRegoEvaluator(
             rego,
-            {b.name: b.revision for b in bundles if b.name in chosen},
+            chosen,
             remote.querier,
             remote.timeout_s,
+            expected={b.name: b.revision for b in bundles if b.rego or b.data},
+            known=(b.name for b in bundles),
+            refusal=remote.refusal,
         )
         local = _compile_rego([b for b in bundles if b.name not in chosen], data, rego_options)
     cedar = compile_cedar(

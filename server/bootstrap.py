@@ -257,7 +257,7 @@ def opa_setup(settings: Settings) -> OpaSetup:
     querier = None
     if settings.opa_url:
         querier = AiohttpOpaQuerier(settings.opa_url, token=settings.opa_token, timeout_s=timeout_s)
-    return OpaSetup(querier, settings.rego_evaluator, timeout_s)
+    return OpaSetup(querier, settings.rego_evaluator, timeout_s, settings.opa_tenant)
 
 
 def policy_service(settings: Settings, tenants: TenantDirectory) -> PolicyService:

@@ -43,6 +43,9 @@ class OpaSetup:
     """``embedded`` or ``opa``, for tenants whose settings name none."""
     timeout_s: float = 0.1
     """Hard bound on one query to the sidecar."""
+    tenant: str = ""
+    """The tenant whose bundles the sidecar pulls (its sidecar token's tenant). Revision
+    labels are each tenant's own, so only this tenant's decisions may go there."""
 
 
 class PolicyService:
@@ -122,7 +125,18 @@ class PolicyService:
                 f"tenant `{tenant}`: `rego_evaluator` is `{evaluator}`; "
                 f"expected one of {', '.join(EVALUATORS)}"
             )
-        return RemoteRego(self.opa.querier, evaluator == "opa", self.opa.timeout_s)
+        refusal = ""
+        if self.opa.querier is not None and not self.opa.tenant:
+            refusal = (
+                "AION_OPA_TENANT is not set: whose bundles the OPA sidecar serves is unknown, "
+                "so it decides for no tenant"
+            )
+        elif self.opa.querier is not None and tenant != self.opa.tenant:
+            refusal = (
+                f"the OPA sidecar serves tenant `{self.opa.tenant}`'s bundles "
+                f"(AION_OPA_TENANT), not tenant `{tenant}`'s"
+            )
+        return RemoteRego(self.opa.querier, evaluator == "opa", self.opa.timeout_s, refusal)
 
     async def active(self, tenant: str) -> PolicySet:
         """The compiled active set (one cheap query when nothing changed)."""

@@ -108,6 +108,11 @@ class Settings:
     """Base URL of an OPA sidecar (``http://127.0.0.1:8181``) that evaluates the Rego of
     tenants configured ``rego_evaluator: opa`` and of bundles whose manifest asks for it
     (docs/opa-remote.md). Empty: no sidecar; such decisions deny with ``opa_not_configured``."""
+    opa_tenant: str = ""
+    """The tenant whose bundles the sidecar at ``opa_url`` pulls (with that tenant's sidecar
+    token). Only that tenant's decisions go to it; others deny with ``opa_wrong_tenant``
+    (revision labels are per tenant, so a sidecar's provenance cannot tell two tenants'
+    bundles apart). Required with ``opa_url``."""
     opa_token: str = ""
     """Bearer token sent to the OPA sidecar (its ``--authentication=token``); empty: none."""
     opa_timeout_ms: float = 100.0

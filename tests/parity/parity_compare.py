@@ -131,14 +131,30 @@ def _formatted(text: str) -> str:
     return _NUMBER.sub(_number, _ESCAPE.sub(_unescape, text))
 
 
+def _as_floats(value: Any) -> Any:
+    """Numbers as doubles: regorus holds integers beyond 2**53 as floats (`1e+30`), OPA as
+    exact integers; the same number either way, at a double's precision."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int | float):
+        return repr(float(value))
+    if isinstance(value, dict):
+        return {k: _as_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_floats(v) for v in value]
+    return value
+
+
 def formatting_only(embedded: list[str], opa: list[str]) -> bool:
-    """Whether two reason lists differ only in how numbers and escapes are written."""
+    """Whether two reason lists differ only in how numbers and escapes are written (in the
+    message), or in a number's precision beyond 2**53 (in the details)."""
 
     def normal(reasons: list[str]) -> list[str]:
         out = []
         for reason in reasons:
             value = json.loads(reason)
             value["message"] = _formatted(value["message"])
+            value["details"] = _as_floats(value["details"])
             out.append(_key(value))
         return sorted(out)
 

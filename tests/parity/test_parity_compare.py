@@ -49,6 +49,15 @@ def test_anything_else_is_a_message_difference(ours: str, theirs: str) -> None:
     assert (difference(_answer(ours), _answer(theirs)) or "").startswith("message:")
 
 
+def test_a_big_integer_held_as_a_double_is_a_format_difference() -> None:
+    def answer(tool: object) -> dict[str, list[str]]:
+        reason = json.dumps({"details": {"tool": tool}, "message": "m", "policy": "p"})
+        return {"deny": [reason], "warn": [], "obligations": []}
+
+    assert (difference(answer(1e30), answer(10**30)) or "").startswith("format:")
+    assert (difference(answer(1e30), answer(10**30 + 10**20)) or "").startswith("message:")
+
+
 def test_same_answers_do_not_differ_and_other_rules_are_a_decision_difference() -> None:
     assert difference(_answer("a"), _answer("a")) is None
     other = {"deny": [_reason("a", "q.deny")], "warn": [], "obligations": []}

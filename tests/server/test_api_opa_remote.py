@@ -66,7 +66,7 @@ async def test_a_remote_tenant_is_decided_by_the_sidecar_and_recorded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sidecar = _sidecar()
-    monkeypatch.setattr(svc.policies, "opa", OpaSetup(sidecar, "embedded", 1.0))
+    monkeypatch.setattr(svc.policies, "opa", OpaSetup(sidecar, "embedded", 1.0, fresh_tenant))
     await _remote_tenant(svc, fresh_tenant)
 
     decision = await _decide(client, auth, fresh_tenant)
@@ -100,7 +100,7 @@ async def test_other_tenants_stay_in_process(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sidecar = _sidecar()
-    monkeypatch.setattr(svc.policies, "opa", OpaSetup(sidecar, "embedded", 1.0))
+    monkeypatch.setattr(svc.policies, "opa", OpaSetup(sidecar, "embedded", 1.0, fresh_tenant))
     await _remote_tenant(svc, fresh_tenant)
     decision = await _decide(client, auth, TENANT)
     assert "rego" in [e["engine"] for e in decision["engines"] if e["participated"]]
@@ -117,7 +117,7 @@ async def test_a_sidecar_that_is_down_denies_with_the_cause(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sidecar = _sidecar(responder=lambda path, doc: OpaUnreachable("connection refused"))
-    monkeypatch.setattr(svc.policies, "opa", OpaSetup(sidecar, "embedded", 1.0))
+    monkeypatch.setattr(svc.policies, "opa", OpaSetup(sidecar, "embedded", 1.0, fresh_tenant))
     await _remote_tenant(svc, fresh_tenant)
 
     decision = await _decide(client, auth, fresh_tenant)
@@ -146,7 +146,7 @@ async def test_a_sidecar_answering_500_denies_with_the_status(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sidecar = _sidecar(responder=lambda path, doc: OpaAnswer(500, detail="internal_error"))
-    monkeypatch.setattr(svc.policies, "opa", OpaSetup(sidecar, "embedded", 1.0))
+    monkeypatch.setattr(svc.policies, "opa", OpaSetup(sidecar, "embedded", 1.0, fresh_tenant))
     await _remote_tenant(svc, fresh_tenant)
     decision = await _decide(client, auth, fresh_tenant)
     assert [e["code"] for e in decision["errors"]] == ["opa_http_error"]
@@ -171,7 +171,7 @@ async def test_the_server_default_sends_every_tenant_to_the_sidecar(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sidecar = _sidecar()
-    monkeypatch.setattr(svc.policies, "opa", OpaSetup(sidecar, "opa", 1.0))
+    monkeypatch.setattr(svc.policies, "opa", OpaSetup(sidecar, "opa", 1.0, fresh_tenant))
     decision = await _decide(client, auth, fresh_tenant)
     assert [r["engine"] for r in decision["reasons"]] == ["opa"]
     # ... unless a tenant's own setting keeps it in process.
@@ -191,3 +191,23 @@ async def test_tenant_settings_are_checked_when_written(fresh_tenant: str, svc: 
         "rego_evaluator": "opa"
     }
     assert await update_settings(fresh_tenant, {"rego_evaluator": None}) == {}
+
+
+@pytest.mark.parametrize("serves", ["another-tenant", ""], ids=["other-tenant", "unset"])
+async def test_a_sidecar_decides_only_for_the_tenant_whose_bundles_it_pulls(
+    svc: Services,
+    client: httpx.AsyncClient,
+    auth: Any,
+    fresh_tenant: str,
+    monkeypatch: pytest.MonkeyPatch,
+    serves: str,
+) -> None:
+    # Revision labels are each tenant's own: a sidecar pulling another tenant's bundles
+    # could show the same names and labels with other content.
+    sidecar = _sidecar()
+    monkeypatch.setattr(svc.policies, "opa", OpaSetup(sidecar, "opa", 1.0, serves))
+    decision = await _decide(client, auth, fresh_tenant)
+    assert decision["allowed"] is False
+    assert [e["code"] for e in decision["errors"]] == ["opa_wrong_tenant"]
+    assert "AION_OPA_TENANT" in decision["errors"][0]["message"]
+    assert sidecar.queries == []

@@ -365,9 +365,13 @@ async def test_bundle_metadata_sends_only_that_bundle_to_the_sidecar(
         name="local-one",
         manifest={"revision": "1", "roots": ["aion/agent/create"]},
     )
-    opa = InMemoryOpa({"aion/agent/deploy": {"deny": ["remote says no"]}}, {"remote-one": "1"})
+    opa = InMemoryOpa(
+        {"aion/agent/deploy": {"deny": ["remote says no"]}}, {"remote-one": "1", "local-one": "1"}
+    )
     policy_set = compile_bundles([remote_one, local_one], remote=RemoteRego(opa))
-    assert policy_set.remote is not None and policy_set.remote.bundles == {"remote-one": "1"}
+    # The sidecar must serve every bundle with Rego or data, the local ones too.
+    assert policy_set.remote is not None
+    assert policy_set.remote.bundles == {"remote-one": "1", "local-one": "1"}
     assert policy_set.participating("agent.deploy") == ["opa"]
     assert policy_set.participating("agent.create") == ["rego"]
     deploy = await _decide(policy_set, make_request("agent.deploy"), now)
@@ -399,16 +403,67 @@ async def test_the_common_package_goes_to_the_sidecar_with_any_remote_bundle(
     )
     opa = InMemoryOpa(
         {"aion/common": {"deny": ["tenant mismatch"]}, "aion/tool/bind": {"deny": []}},
-        {"common": "3", "flagged": "2"},
+        {"common": "3", "flagged": "2", "local": "1"},
     )
     policy_set = compile_bundles([local_create, common, flagged], remote=RemoteRego(opa))
     assert policy_set.remote is not None
-    assert policy_set.remote.bundles == {"common": "3", "flagged": "2"}
+    assert policy_set.remote.bundles == {"common": "3", "flagged": "2", "local": "1"}
     # agent.create: its own package in process, `aion.common` from the sidecar, once.
     assert sorted(policy_set.participating("agent.create")) == ["opa", "rego"]
     decision = await _decide(policy_set, make_request("agent.create", principal_tenant="t9"), now)
     assert [(r.engine, r.policy) for r in decision.reasons] == [("opa", "aion.common.deny")]
     assert [path for path, _ in opa.queries] == ["aion/common"]
+
+
+BLOCKED = 'package aion.agent.deploy\n\ndeny contains "blocked" if input.principal.id in data.acme.blocked'
+
+
+async def test_a_stale_data_only_bundle_in_the_sidecar_does_not_decide(
+    make_bundle: Make, make_request: Request, now: datetime
+) -> None:
+    rules = make_bundle(
+        {"d.rego": BLOCKED}, name="rules", manifest={"revision": "1", "roots": ["aion"]}
+    )
+    data = make_bundle(
+        {"acme/data.json": '{"blocked": ["usr_bad"]}'},
+        name="acme-data",
+        manifest={"revision": "9", "roots": ["acme"]},
+    )
+    # The sidecar has the rules, but an older revision of the data: it would allow.
+    opa = InMemoryOpa({"aion/agent/deploy": {"deny": []}}, {"rules": "1", "acme-data": "1"})
+    policy_set = compile_bundles([rules, data], remote=RemoteRego(opa, all_bundles=True))
+    decision = await _decide(policy_set, make_request("agent.deploy"), now)
+    _denied_by(decision, "opa_revision_mismatch")
+    assert "`acme-data` at revision `1`, not `9`" in str(decision.errors)
+
+
+async def test_a_sidecar_serving_bundles_the_set_lacks_does_not_decide(
+    make_bundle: Make, make_request: Request, now: datetime
+) -> None:
+    rules = make_bundle(
+        {"d.rego": BLOCKED}, name="rules", manifest={"revision": "1", "roots": ["aion"]}
+    )
+    opa = InMemoryOpa({"aion/agent/deploy": {"deny": []}}, {"rules": "1", "other-tenant": "4"})
+    policy_set = compile_bundles([rules], remote=RemoteRego(opa, all_bundles=True))
+    decision = await _decide(policy_set, make_request("agent.deploy"), now)
+    _denied_by(decision, "opa_revision_mismatch")
+    assert "`other-tenant`" in str(decision.errors)
+
+
+async def test_a_tenant_the_sidecar_does_not_serve_is_refused_before_asking(
+    make_bundle: Make, make_request: Request, now: datetime
+) -> None:
+    rules = make_bundle(
+        {"d.rego": BLOCKED}, name="rules", manifest={"revision": "1", "roots": ["aion"]}
+    )
+    opa = InMemoryOpa({"aion/agent/deploy": {"deny": []}}, {"rules": "1"})
+    refused = RemoteRego(opa, all_bundles=True, refusal="the sidecar serves tenant `t1`")
+    decision = await _decide(
+        compile_bundles([rules], remote=refused), make_request("agent.deploy"), now
+    )
+    _denied_by(decision, "opa_wrong_tenant")
+    assert "tenant `t1`" in str(decision.errors)
+    assert opa.queries == []
 
 
 def test_an_unknown_evaluator_in_a_manifest_is_refused(make_bundle: Make) -> None:
