@@ -44,9 +44,18 @@ class AiohttpOpaQuerier:
         self._timeout_s = timeout_s
         self._client: AsyncOpaClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._opening: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
 
     async def _opened(self) -> AsyncOpaClient:
         loop = asyncio.get_running_loop()
+        if self._client is not None and self._loop is loop:
+            return self._client
+        if self._opening is None or self._opening[0] is not loop:
+            self._opening = (loop, asyncio.Lock())
+        async with self._opening[1]:  # concurrent first queries open one session, not several
+            return await self._open(loop)
+
+    async def _open(self, loop: asyncio.AbstractEventLoop) -> AsyncOpaClient:
         if self._client is not None and self._loop is loop:
             return self._client
         if self._client is not None:
@@ -62,8 +71,9 @@ class AiohttpOpaQuerier:
             retries=0,
             timeout=self._timeout_s,
         )
-        self._client, self._loop = client, loop
+        self._client = None
         await client.__aenter__()
+        self._client, self._loop = client, loop  # published only once its session is open
         return client
 
     async def query(self, path: str, input: dict[str, Any], *, timeout_s: float) -> OpaAnswer:

@@ -83,30 +83,53 @@ def parse_path(path: str) -> tuple[str, ...]:
         raise InvalidPathError(exc.message) from exc
 
 
+MAX_INPUT_DEPTH = 64
+"""Nesting allowed in an input document: deeper is refused (400) before it is evaluated,
+masked or recorded, all of which walk it."""
+
+
+def _within_depth(value: Any) -> Any:
+    """``value``, or 400 when it nests deeper than :data:`MAX_INPUT_DEPTH`."""
+    level = [value]
+    for _ in range(MAX_INPUT_DEPTH + 1):
+        level = [
+            child
+            for item in level
+            if isinstance(item, dict | list)
+            for child in (item.values() if isinstance(item, dict) else item)
+        ]
+        if not level:
+            return value
+    raise InvalidInputError(f"the input nests deeper than {MAX_INPUT_DEPTH} levels")
+
+
+def _decode(raw: bytes, what: str) -> Any:
+    try:
+        return msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise InvalidInputError(f"{what} is not JSON: {exc}") from exc
+    except RecursionError as exc:  # msgspec's own bound on nesting
+        raise InvalidInputError(f"{what} nests too deeply") from exc
+
+
 def input_from_body(raw: bytes) -> Any:
     """The ``input`` of a POST body (``{"input": ...}``; empty: no input); 400 otherwise."""
     if not raw.strip():
         return None
-    try:
-        body = msgspec.json.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise InvalidInputError(f"the body is not JSON: {exc}") from exc
+    body = _decode(raw, "the body")
     if not isinstance(body, dict):
         raise InvalidInputError('the body is a JSON object: `{"input": ...}`')
     unknown = sorted(set(body) - {"input"})
     if unknown:
         raise InvalidInputError(f"unknown fields {unknown}: the body holds only `input`")
-    return body.get("input")
+    return _within_depth(body.get("input"))
 
 
 def input_from_query(text: str | None) -> Any:
     """The ``input`` query parameter of a GET (JSON text; absent: no input); 400 otherwise."""
     if text is None:
         return None
-    try:
-        return msgspec.json.decode(text.encode())
-    except msgspec.DecodeError as exc:
-        raise InvalidInputError(f"the `input` parameter is not JSON: {exc}") from exc
+    return _within_depth(_decode(text.encode(), "the `input` parameter"))
 
 
 async def active_roots(svc: Services, tenant: str) -> list[str]:

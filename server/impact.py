@@ -4,7 +4,10 @@ Before a revision goes live, the last N recorded requests of the tenant are
 decided again against the set activation would give, and every decision that
 would flip is returned (a set evaluated by an OPA sidecar asks the sidecar).
 Inputs are replayed as recorded (secrets masked), so a rule that reads a
-masked value sees ``***``.
+masked value sees ``***``. Only the server's own decisions are replayed:
+records ingested from OPA sidecars or answered through the Data API (``source``
+``opa`` / ``data-api``) carry a query's result, not an action's decision, and are
+counted as skipped.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ async def replay(
             caller.tenant, cursor=cursor, limit=min(PAGE, limit - replayed - skipped)
         )
         for item in page.items:
+            if item.record.get("source", "aion") != "aion":
+                skipped += 1
+                continue
             try:
                 request = msgspec.convert(item.record.get("input"), DecisionRequest)
             except (msgspec.ValidationError, TypeError):

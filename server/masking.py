@@ -7,7 +7,10 @@ from typing import Any
 
 MASK = "***"
 _SECRET_KEY = re.compile(
-    r"(secret|token|password|passwd|api[_-]?key|private[_-]?key|credential)", re.I
+    r"(secret|token|password|passwd|api[_-]?key|private[_-]?key|credential"
+    # HTTP credentials, as Envoy- and gateway-style OPA inputs carry them in headers.
+    r"|authorization|cookie|session|bearer|jwt)",
+    re.I,
 )
 
 

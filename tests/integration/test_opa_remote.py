@@ -444,3 +444,33 @@ async def test_a_502_denies_at_once_without_retrying(fake_opa: tuple[str, type[_
     handler.answer = (502, "application/json", b'{"code": "bad_gateway"}')
     assert "HTTP 502" in _denied_by(await _tiny_decision(url), "opa_http_error")
     assert len(handler.seen) == 1  # the client's default would have retried 502 twice
+
+
+async def test_concurrent_first_queries_open_one_session(
+    fake_opa: tuple[str, type[_FakeOpa]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    import engine.opa_client_aiohttp as module
+
+    opened: list[object] = []
+
+    class Counting(module.AsyncOpaClient):  # type: ignore[misc]
+        async def __aenter__(self) -> Any:
+            opened.append(self)
+            await asyncio.sleep(0)  # let the other first queries reach the same point
+            return await super().__aenter__()
+
+    monkeypatch.setattr(module, "AsyncOpaClient", Counting)
+    url, handler = fake_opa
+    body = {"result": {"deny": []}, "provenance": {"bundles": {"tiny": {"revision": "1"}}}}
+    handler.answer = (200, "application/json", json.dumps(body).encode())
+    querier = AiohttpOpaQuerier(url, timeout_s=TIMEOUT_S)
+    try:
+        answers = await asyncio.gather(
+            *(querier.query("aion/agent/deploy", {}, timeout_s=TIMEOUT_S) for _ in range(5))
+        )
+    finally:
+        await querier.aclose()
+    assert [a.status for a in answers] == [200] * 5
+    assert len(opened) == 1

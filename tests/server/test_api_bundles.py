@@ -250,6 +250,16 @@ async def test_impact_replays_recorded_decisions_against_the_candidate(
     same = await client.post(url, json={"revision": R2, "limit": 2}, headers=tenant_admin)
     assert (same.json()["replayed"], same.json()["flipped"]) == (2, 1)
 
+    # A Data API query with the same input is recorded too, but it is a query's result,
+    # not a decision of the action: impact skips it rather than report a flip.
+    request = (await record(client, tenant_admin, ls["decision_id"]))["input"]
+    query = await client.post(
+        "/v1/data/aion/tool/invoke/deny", json={"input": request}, headers=tenant_admin
+    )
+    assert query.status_code == 200 and query.json()["result"] == [], query.text
+    again = (await client.post(url, json={"revision": R2}, headers=tenant_admin)).json()
+    assert (again["replayed"], again["skipped"], again["flipped"]) == (3, 1, 1)
+
     assert_error(
         await client.post(url, json={"revision": R2, "limit": 0}, headers=tenant_admin),
         400,

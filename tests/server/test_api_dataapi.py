@@ -198,8 +198,20 @@ async def test_a_path_outside_every_active_root_is_400_and_not_recorded(
         (b'{"input": {}, "explain": "full"}', None),
         (b'"input"', None),
         (None, "{not json"),
+        (b'{"input": ' + b'{"a": ' * 65 + b"1" + b"}" * 66, None),
+        (b'{"input": ' + b"[" * 3000 + b"]" * 3000 + b"}", None),
+        (None, "[" * 100 + "]" * 100),
     ],
-    ids=["body-not-json", "body-array", "unknown-field", "body-string", "query-input-not-json"],
+    ids=[
+        "body-not-json",
+        "body-array",
+        "unknown-field",
+        "body-string",
+        "query-input-not-json",
+        "input-65-deep",
+        "input-3000-deep",
+        "query-input-100-deep",
+    ],
 )
 async def test_an_input_that_is_not_json_is_400_and_not_recorded(
     client: httpx.AsyncClient,
