@@ -20,7 +20,8 @@ from engine.opa_remote import (
     bundle_evaluator,
     remote_bundle_names,
 )
-from engine.rego import DEFAULT_REGO_OPTIONS, CompiledRego, RegoOptions, compile_rego
+from engine.rego import DEFAULT_REGO_OPTIONS, CompiledRego, RegoOptions, compile_rego, new_engine
+from engine.regolint import undefined_under_not
 from engine.verdict import EngineVerdict
 
 
@@ -121,6 +122,7 @@ def compile_bundles(
     local, remote_eval = rego, None
     chosen = remote_bundle_names(rego, bundles, remote) if rego and remote else frozenset()
     if rego is not None and remote is not None and chosen:
+        _refuse_divergent_rego([b for b in bundles if b.name in chosen], data, rego_options)
         remote_eval = RemoteRegoEvaluator(
             rego,
             chosen,
@@ -143,6 +145,23 @@ def compile_bundles(
     return PolicySet(
         {b.name: b.revision for b in bundles}, digest, evaluators, rego, cedar, remote_eval
     )
+
+
+def _refuse_divergent_rego(
+    bundles: Sequence[Bundle], data: dict[str, Any], options: RegoOptions
+) -> None:
+    """Rego sent to OPA must mean there what it means here (engine.regolint): a `not` over an
+    argument that may be undefined fires here and not in OPA, so it is refused, not guessed."""
+    sources = {m.path: m.text for b in bundles for m in b.rego}
+    _, ast = new_engine([m for b in bundles for m in b.rego], data, options)
+    problems = undefined_under_not(ast, sources)
+    if problems:
+        shown = "; ".join(str(p) for p in problems[:3])
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise BundleError(
+            "Rego evaluated by OPA must mean the same as in process "
+            f"(`aion policy validate` shows where it does not): {shown}{more}"
+        )
 
 
 def _compile_rego(

@@ -509,3 +509,16 @@ def test_opa_urls_are_parsed_strictly() -> None:
     for bad in ("opa:8181", "ftp://h:1", "http://h:1/v1", "http://u:p@h:1", "http://h:1?x=1"):
         with pytest.raises(ValueError, match="OPA URL"):
             parse_opa_url(bad)
+
+
+def test_rego_that_opa_reads_differently_is_not_sent_to_it(make_bundle: Make) -> None:
+    divergent = make_bundle(
+        {"d.rego": 'package aion.agent.deploy\n\ndeny contains "x" if not is_string(input.name)'},
+        name="divergent",
+        manifest={"revision": "1", "roots": ["aion/agent/deploy"]},
+    )
+    opa = InMemoryOpa({"aion/agent/deploy": {"deny": []}}, {"divergent": "1"})
+    with pytest.raises(BundleError, match="rego_not_undefined_argument"):
+        compile_bundles([divergent], remote=RemoteRego(opa, all_bundles=True))
+    # In process the same bundle compiles: it means there what it says.
+    assert compile_bundles([divergent]).participating("agent.deploy") == ["rego"]
