@@ -107,7 +107,7 @@ _SHORT_CHARS = {"a": "\x07", "b": "\x08", "f": "\x0c", "v": "\x0b"}
 
 
 def _number(match: re.Match[str]) -> str:
-    return repr(float(match.group(0)))
+    return repr(float(match.group(0)) + 0.0)  # + 0.0: regorus writes -0 where OPA writes 0
 
 
 def _unescape(match: re.Match[str]) -> str:
@@ -137,7 +137,7 @@ def _as_floats(value: Any) -> Any:
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int | float):
-        return repr(float(value))
+        return repr(float(value) + 0.0)
     if isinstance(value, dict):
         return {k: _as_floats(v) for k, v in value.items()}
     if isinstance(value, list):

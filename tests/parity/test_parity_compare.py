@@ -23,6 +23,7 @@ def _answer(*messages: str) -> dict[str, list[str]]:
         ("budget 10000000 over", "budget 1e+07 over"),
         ("limit 10000000000", "limit 1.0e10"),
         ("tiny 0.0000001", "tiny 1e-07"),
+        ("agent -0 belongs", "agent 0 belongs"),
         ('roles ["a\\u0000b"]', 'roles ["a\\x00b"]'),
         ('roles ["\x85"]', 'roles ["\\u0085"]'),
         ('roles ["\\ud9ba\\udf87"]', 'roles ["\\U0007eb87"]'),
