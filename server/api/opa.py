@@ -9,6 +9,7 @@ and reports its status. Not in the OpenAPI schema: OPA, not an API client, speak
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
@@ -23,6 +24,10 @@ from server.opa.sidecars import SidecarAuth, SidecarService
 from server.opa.status import read_status
 
 _STATE_KEY = "opa_bundle_server"
+_SLOTS_KEY = "opa_ingest_slots"
+#: Uploads (decision logs, status) decoded at once per process, each in a worker thread;
+#: more wait their turn (OPA's upload is a background task: a short wait costs it nothing).
+INGEST_SLOTS = 2
 
 
 async def _sidecar(request: Request[Any, Any, Any], state: State) -> SidecarAuth:
@@ -45,6 +50,15 @@ def _bundle_server(state: State) -> BundleServer:
     if not isinstance(found, BundleServer):
         found = BundleServer(services(state).policies)
         state[_STATE_KEY] = found
+    return found
+
+
+def _slots(state: State) -> asyncio.Semaphore:
+    """The app's bound on uploads decoded at once, made on first use."""
+    found = state.get(_SLOTS_KEY)
+    if not isinstance(found, asyncio.Semaphore):
+        found = asyncio.Semaphore(INGEST_SLOTS)
+        state[_SLOTS_KEY] = found
     return found
 
 
@@ -79,15 +93,15 @@ class OpaServiceController(Controller):
         """A decision-log upload (a gzipped JSON array of events): all stored or none (400)."""
         sidecar = await _sidecar(request, state)
         svc = services(state)
-        await ingest(svc.log, svc.gate, sidecar, await request.body())
+        await ingest(svc.log, svc.gate, sidecar, await request.body(), _slots(state))
 
     @post("/status", status_code=HTTP_204_NO_CONTENT)
     async def status(self, state: State, request: Request[Any, Any, Any]) -> None:
         """A status report: the instance's active revisions, errors and plugin states."""
         sidecar = await _sidecar(request, state)
-        instance, version, report = read_status(
-            await request.body(), request.headers.get("content-encoding", "")
-        )
+        body, encoding = await request.body(), request.headers.get("content-encoding", "")
+        async with _slots(state):
+            instance, version, report = await asyncio.to_thread(read_status, body, encoding)
         await SidecarService(services(state).policies).record_status(
             sidecar, instance, version, report
         )

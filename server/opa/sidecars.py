@@ -8,11 +8,15 @@ tenant's sidecar answers like a missing one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from piccolo.engine.sqlite import SQLiteEngine, TransactionType
 
 from server.auth import Caller, hash_api_key, utcnow
 from server.db.tables import Sidecar, SidecarInstance
@@ -53,6 +57,27 @@ def _clean_bundles(names: list[str]) -> list[str]:
     return sorted(set(names))
 
 
+@contextlib.asynccontextmanager
+async def _name_lock(tenant: str, name: str) -> AsyncIterator[None]:
+    """A write transaction that holds the lock on (tenant, sidecar name) until it ends."""
+    engine = Sidecar._meta.db
+    if isinstance(engine, SQLiteEngine):
+        async with engine.transaction(TransactionType.immediate):
+            yield
+        return
+    async with engine.transaction():
+        key = hashlib.sha256(f"sidecar\x00{tenant}\x00{name}".encode()).digest()
+        lock_id = int.from_bytes(key[:8], "big", signed=True)
+        await Sidecar.raw("SELECT pg_advisory_xact_lock({})", lock_id)
+        yield
+
+
+async def is_live(sidecar: SidecarAuth) -> bool:
+    """Whether ``sidecar`` is still registered (not revoked)."""
+    live = (Sidecar.id == sidecar.id) & Sidecar.revoked.eq(False)
+    return bool(await Sidecar.exists().where(live))
+
+
 def instance_row_id(sidecar_id: str, instance_id: str) -> str:
     """The row of one OPA instance of a registration (bounded length, whatever OPA sends)."""
     digest = hashlib.sha256(instance_id.encode()).hexdigest()[:40]
@@ -66,10 +91,21 @@ class SidecarService:
         self._policies = policies
 
     async def register(self, caller: Caller, name: str, bundles: list[str]) -> dict[str, Any]:
-        """A new registration and its token (shown only here)."""
-        if not 1 <= len(name.strip()) <= MAX_NAME:
+        """A new registration and its token (shown only here); 409 when a live one of the
+        tenant has the same (stripped) name.
+
+        The check and the insert run in one transaction holding a lock on the name (an
+        IMMEDIATE transaction on SQLite, a transaction-scoped advisory lock on PostgreSQL),
+        so concurrent registrations of one name cannot both succeed.
+        """
+        name = name.strip()
+        if not 1 <= len(name) <= MAX_NAME:
             raise InvalidInputError(f"`name` is 1 to {MAX_NAME} characters")
         allowed = _clean_bundles(bundles)
+        async with _name_lock(caller.tenant, name):
+            return await self._insert(caller, name, allowed)
+
+    async def _insert(self, caller: Caller, name: str, allowed: list[str]) -> dict[str, Any]:
         live = (
             (Sidecar.tenant == caller.tenant) & (Sidecar.name == name) & Sidecar.revoked.eq(False)
         )
@@ -235,4 +271,4 @@ def _instance_view(row: dict[str, Any], served: dict[str, str]) -> dict[str, Any
     }
 
 
-__all__ = ["SidecarAuth", "SidecarService", "instance_row_id"]
+__all__ = ["SidecarAuth", "SidecarService", "instance_row_id", "is_live"]

@@ -11,14 +11,18 @@ from typing import Any
 
 import httpx
 import pytest
+from litestar import Litestar
 
 from engine.bundle import bundle_from_files, read_tarball
+from server.api.opa import _STATE_KEY
 from server.bootstrap import BUNDLE_KEY_ID, Keys
-from server.opa.serve import CONTENT_TYPE
+from server.opa.serve import CONTENT_TYPE, MAX_POLLS_PER_SIDECAR, BundleServer
 from tests.server.api_support import OTHER, TENANT, assert_error
 from tests.server.bundle_support import GLOBAL_REVISION, KEY_ID, R1, R2, build, trust, upload
 
 pytestmark = pytest.mark.anyio
+#: For tests posting /status (decoded in a worker thread): no cyclic GC there (conftest).
+decodes_in_a_thread = pytest.mark.usefixtures("gc_on_this_thread")
 
 
 async def register(
@@ -167,6 +171,7 @@ async def test_a_user_token_is_not_a_sidecar_token(client: httpx.AsyncClient, to
     assert_error(response, 401, "unauthorized")
 
 
+@decodes_in_a_thread
 async def test_revoking_refuses_the_token_at_once(client: httpx.AsyncClient, auth: Any) -> None:
     created = await register(client, auth, name="short-lived")
     headers = bearer(created["token"])
@@ -293,6 +298,7 @@ async def test_keys_name_the_servers_key_and_the_tenants(
 # -- status --------------------------------------------------------------------------------------
 
 
+@decodes_in_a_thread
 async def test_status_reports_show_in_the_sidecar_list(
     client: httpx.AsyncClient, auth: Any
 ) -> None:
@@ -334,6 +340,7 @@ async def test_status_reports_show_in_the_sidecar_list(
     assert next(i for i in found["instances"] if i["id"] == "opa-b")["errors"] == []
 
 
+@decodes_in_a_thread
 @pytest.mark.parametrize(
     "body",
     [
@@ -355,3 +362,106 @@ async def test_a_bad_status_report_is_400(
     assert_error(
         await client.post("/status", content=body, headers=bearer(token)), 400, "invalid_input"
     )
+
+
+# -- review fixes: unique names, long polls ------------------------------------------------------
+
+
+async def test_names_are_stripped_and_unique_even_when_registered_at_once(
+    client: httpx.AsyncClient, auth: Any
+) -> None:
+    names = ["twin", " twin", "twin ", " twin ", "twin", "\ttwin"]
+    answers = await asyncio.gather(
+        *(client.post("/api/v1/sidecars", json={"name": n}, headers=auth("admin")) for n in names)
+    )
+    assert sorted(a.status_code for a in answers) == [201] + [409] * (len(names) - 1)
+    listed = (await client.get("/api/v1/sidecars", headers=auth("admin"))).json()["items"]
+    assert [s["name"] for s in listed if s["name"].strip() == "twin"] == ["twin"]
+
+
+async def polls_of(app: Litestar, sidecar_id: str, count: int) -> None:
+    """Wait (with a deadline) until ``count`` long polls of the sidecar are being held."""
+    deadline = asyncio.get_running_loop().time() + 20
+    while app.state[_STATE_KEY]._polls.get(sidecar_id, 0) != count:
+        assert asyncio.get_running_loop().time() < deadline, "the long polls never started"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_token_revoked_mid_poll_gets_no_new_bundle(
+    client: httpx.AsyncClient,
+    auth: Any,
+    fresh_tenant: str,
+    tenant_admin: dict[str, str],
+    server_app: Litestar,
+) -> None:
+    created = await register(client, auth, tenant=fresh_tenant, name="revoked-mid-poll")
+    await activate(client, tenant_admin, R1)
+    current = await client.get("/bundles/default-safe", headers=bearer(created["token"]))
+    polling = {
+        **bearer(created["token"]),
+        "If-None-Match": current.headers["etag"],
+        "Prefer": "wait=30",
+    }
+    waiting = asyncio.create_task(client.get("/bundles/default-safe", headers=polling))
+    await polls_of(server_app, created["id"], 1)
+    revoked = await client.delete(f"/api/v1/sidecars/{created['id']}", headers=tenant_admin)
+    assert revoked.status_code == 204
+    await activate(client, tenant_admin, R2)
+    answer = await asyncio.wait_for(waiting, timeout=30)
+    assert_error(answer, 401, "unauthorized")
+
+
+async def test_long_polls_of_one_sidecar_are_capped(
+    client: httpx.AsyncClient, auth: Any, server_app: Litestar
+) -> None:
+    created = await register(client, auth, name="many-polls")
+    current = await client.get("/bundles/default-safe", headers=bearer(created["token"]))
+    polling = {
+        **bearer(created["token"]),
+        "If-None-Match": current.headers["etag"],
+        "Prefer": "wait=30",
+    }
+    held = [
+        asyncio.create_task(client.get("/bundles/default-safe", headers=polling))
+        for _ in range(MAX_POLLS_PER_SIDECAR)
+    ]
+    await polls_of(server_app, created["id"], MAX_POLLS_PER_SIDECAR)
+    extra = await asyncio.wait_for(client.get("/bundles/default-safe", headers=polling), timeout=10)
+    assert extra.status_code == 304 and extra.content == b""
+    await client.delete(f"/api/v1/sidecars/{created['id']}", headers=auth("admin"))
+    for answer in await asyncio.wait_for(asyncio.gather(*held), timeout=30):
+        assert_error(answer, 401, "unauthorized")
+
+
+async def test_waiting_compares_etags_without_loading_the_archive(
+    client: httpx.AsyncClient, auth: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = (await register(client, auth, name="etag-only"))["token"]
+    current = await client.get("/bundles/default-safe", headers=bearer(token))
+    loads: list[str] = []
+    original = BundleServer._archive
+
+    async def counting(self: BundleServer, row_id: str) -> Any:
+        loads.append(row_id)
+        return await original(self, row_id)
+
+    monkeypatch.setattr(BundleServer, "_archive", counting)
+    polling = {**bearer(token), "If-None-Match": current.headers["etag"], "Prefer": "wait=1"}
+    unchanged = await client.get("/bundles/default-safe", headers=polling)
+    assert unchanged.status_code == 304 and unchanged.headers["etag"] == current.headers["etag"]
+    assert loads == []
+    again = await client.get("/bundles/default-safe", headers=bearer(token))
+    assert again.status_code == 200 and again.content == current.content
+
+
+@decodes_in_a_thread
+async def test_a_gzipped_status_with_trailing_data_is_400(
+    client: httpx.AsyncClient, auth: Any
+) -> None:
+    token = (await register(client, auth, name="trailing"))["token"]
+    body = gzip.compress(json.dumps(status_report("opa-t", GLOBAL_REVISION)).encode())
+    for bad in (body + b"junk", body + body):
+        response = await client.post(
+            "/status", content=bad, headers={**bearer(token), "Content-Encoding": "gzip"}
+        )
+        assert_error(response, 400, "invalid_input")
