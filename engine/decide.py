@@ -176,6 +176,27 @@ def _prepare(policy_set: PolicySet) -> None:
                 prepare()
 
 
+def _combined(
+    policy_set: PolicySet,
+    request: DecisionRequest,
+    verdicts: list[EngineVerdict],
+    started: float,
+    mode: Mode,
+    decision_id: str | None,
+    time_limit_us: float,
+) -> Decision:
+    """The decision of ``verdicts``, timed from ``started`` (``time.perf_counter``)."""
+    return combine(
+        verdicts,
+        action=request.action,
+        decision_id=decision_id or str(uuid.uuid4()),
+        revisions=policy_set.revisions,
+        mode=mode,
+        duration_us=(time.perf_counter() - started) * 1e6,
+        time_limit_us=time_limit_us,
+    )
+
+
 def decide(
     policy_set: PolicySet,
     request: DecisionRequest,
@@ -196,16 +217,7 @@ def decide(
     doc: dict[str, Any] = msgspec.to_builtins(request)
     now_ns = _now_ns(now)
     verdicts = [_guarded(e, request.action, doc, now_ns) for e in policy_set.evaluators]
-    elapsed = (time.perf_counter() - started) * 1e6
-    return combine(
-        verdicts,
-        action=request.action,
-        decision_id=decision_id or str(uuid.uuid4()),
-        revisions=policy_set.revisions,
-        mode=mode,
-        duration_us=elapsed,
-        time_limit_us=time_limit_us,
-    )
+    return _combined(policy_set, request, verdicts, started, mode, decision_id, time_limit_us)
 
 
 async def decide_async(
@@ -241,16 +253,7 @@ async def decide_async(
         _guarded(e, request.action, doc, now_ns) for e in policy_set.evaluators if not is_async(e)
     ]
     verdicts += await asyncio.gather(*pending)
-    elapsed = (time.perf_counter() - started) * 1e6
-    return combine(
-        verdicts,
-        action=request.action,
-        decision_id=decision_id or str(uuid.uuid4()),
-        revisions=policy_set.revisions,
-        mode=mode,
-        duration_us=elapsed,
-        time_limit_us=time_limit_us,
-    )
+    return _combined(policy_set, request, verdicts, started, mode, decision_id, time_limit_us)
 
 
 def apply_approval_obligations(decision: Decision, *, approved: bool = False) -> Decision:

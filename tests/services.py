@@ -4,11 +4,21 @@ what a test does without them — skip, or fail when ``CI=true``."""
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlparse, urlunparse
 
 import asyncpg
 import pytest
+
+BIN = Path(sys.executable).parent
 
 
 def require(what: str) -> NoReturn:
@@ -49,3 +59,53 @@ async def close_engine(db: Any) -> None:
     close = getattr(db, "close", None)
     if close is not None:
         await close()
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def aion_serve(
+    workdir: Path, env: dict[str, str] | None = None, *, drop: tuple[str, ...] = ()
+) -> Iterator[tuple[str, str]]:
+    """A real `aion serve` on a free port with a fresh data directory under ``workdir``,
+    started and healthy: (base URL, its one-time admin token). Rate limits are lifted;
+    ``env`` adds settings, ``drop`` removes inherited ones (e.g. ``AION_DATABASE_URL``)."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    environment = {
+        **os.environ,
+        "AION_RATE_LIMIT_PER_MINUTE": "100000000",
+        "AION_RATE_LIMIT_BURST": "100000000",
+        **(env or {}),
+    }
+    for name in drop:
+        environment.pop(name, None)
+    out = workdir / "serve.log"
+    with out.open("w") as log:
+        proc = subprocess.Popen(
+            [str(BIN / "aion"), "serve", "--data-dir", str(workdir / "data"), "--port", str(port)],
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60  # bounded wait for start-up, polling its health
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/api/health", timeout=1)
+                break
+            except OSError:
+                assert proc.poll() is None, out.read_text()
+                assert time.monotonic() < deadline, f"aion serve did not start: {out.read_text()}"
+                time.sleep(0.1)
+        lines = out.read_text().splitlines()
+        marker = next(i for i, line in enumerate(lines) if line.startswith("one-time admin token"))
+        yield base, lines[marker + 1].strip()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from opa_client.opa_async import AsyncOpaClient
 
 from engine import DecisionRequest, PolicySet, compile_bundles, decide, load_bundle
 from server.cli.main import main
+from tests.services import aion_serve, free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -56,12 +56,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _wait(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     for _ in range(600):  # bounded wait for start-up (60 s), polling a health endpoint
         try:
@@ -78,29 +72,8 @@ def _wait(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
 @pytest.fixture(scope="module")
 def aion(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, str]]:
     """`aion serve` with its shipped bundles: (port, admin token of tenant `default`)."""
-    tmp = tmp_path_factory.mktemp("aion-serve")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "AION_RATE_LIMIT_PER_MINUTE": "100000000",
-        "AION_RATE_LIMIT_BURST": "100000000",
-    }
-    out = tmp / "serve.log"
-    with out.open("w") as log:
-        proc = subprocess.Popen(
-            [str(BIN / "aion"), "serve", "--data-dir", str(tmp / "data"), "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait(f"http://127.0.0.1:{port}/api/health", proc, out)
-        lines = out.read_text().splitlines()
-        marker = next(i for i, line in enumerate(lines) if line.startswith("one-time admin token"))
-        yield port, lines[marker + 1].strip()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with aion_serve(tmp_path_factory.mktemp("aion-serve")) as (base, token):
+        yield int(base.rsplit(":", 1)[1]), token
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +93,7 @@ def opa(
         build = ["bundle", "build", str(source), "-o", str(archive)]
         assert main([*build, "--signing-key", str(private), "--signing-alg", "ES256"]) == 0
         archives.append(str(archive))
-    port = _free_port()
+    port = free_port()
     out = tmp / "opa.log"
     with out.open("w") as log:
         proc = subprocess.Popen(

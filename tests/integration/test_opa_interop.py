@@ -9,7 +9,6 @@ OPA-built bundle) is in tests/server/test_api_bundles_opa_built.py.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from engine import SignatureError, VerificationKey, verify_files
 from engine.bundle import load_bundle, read_tarball, write_tarball
 from server.cli.main import main
 from tests.conftest import generate_key_pair
+from tests.services import free_port
 
 ALGS = ("RS256", "ES256", "EdDSA")
 
@@ -254,15 +254,9 @@ def test_aion_bundle_verify_accepts_an_opa_built_bundle(
     assert main(wrong_key) == 2, "a bundle signed by another key is refused"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def _opa_server(opa_bin: Path, *args: str | Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [str(opa_bin), "run", "--server", "--addr", f"127.0.0.1:{port}", *map(str, args)],
         stdout=subprocess.PIPE,

@@ -32,6 +32,7 @@ from engine import (
 from engine.bundle import bundle_from_files, write_tarball
 from engine.bundle.files import build_sources
 from engine.opa_client_aiohttp import AiohttpOpaQuerier
+from tests.services import free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -101,12 +102,6 @@ REQUESTS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _bundle(name: str, files: dict[str, bytes]) -> Bundle:
     return bundle_from_files(files, name)
 
@@ -135,7 +130,7 @@ def _healthy(url: str) -> bool:
 
 
 def _run_opa(opa_bin: Path, archives: list[Path]) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [str(opa_bin), "run", "--server", "--addr", f"127.0.0.1:{port}"]
     command += ["--log-level", "error", "--bundle", *map(str, archives)]
@@ -279,7 +274,7 @@ async def test_a_sidecar_serving_another_revision_does_not_decide(
 
 
 async def test_an_unreachable_sidecar_denies() -> None:
-    async for querier in _querier(f"http://127.0.0.1:{_free_port()}"):  # nothing listens
+    async for querier in _querier(f"http://127.0.0.1:{free_port()}"):  # nothing listens
         decision = await decide_async(
             _shipped_set(querier), _request(READY), now=NOW, time_limit_us=LIMIT_US
         )

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,17 +23,12 @@ import yaml
 
 from tests.conftest import REPO, generate_key_pair
 from tests.server.bundle_support import KEY_ID, LS, SIGNER, build, public_pem
+from tests.services import aion_serve, free_port
 
 BIN = Path(sys.executable).parent
 GUIDE = REPO / "docs" / "opa.md"
 DEADLINE_S = 60.0
 T = TypeVar("T")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _until(what: str, probe: Callable[[], T | None], deadline_s: float = DEADLINE_S) -> T:
@@ -62,47 +55,15 @@ def guide_config() -> dict[str, Any]:
 @pytest.fixture
 def aion(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """A real `aion serve` (SQLite, fresh data dir): (base URL, admin token)."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "AION_RATE_LIMIT_PER_MINUTE": "100000000",
-        "AION_RATE_LIMIT_BURST": "100000000",
-    }
-    env.pop("AION_DATABASE_URL", None)
-    env.pop("AION_REDIS_URL", None)
-    out = tmp_path / "serve.log"
-    with out.open("w") as log:
-        proc = subprocess.Popen(
-            [str(BIN / "aion"), "serve", "--data-dir", str(tmp_path / "data"), "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool | None:
-        assert proc.poll() is None, out.read_text()
-        try:
-            urllib.request.urlopen(f"{base}/api/health", timeout=1)
-        except OSError:
-            return None
-        return True
-
-    try:
-        _until("aion serve to start", healthy)
-        lines = out.read_text().splitlines()
-        marker = next(i for i, line in enumerate(lines) if line.startswith("one-time admin token"))
-        yield base, lines[marker + 1]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with aion_serve(tmp_path, drop=("AION_DATABASE_URL", "AION_REDIS_URL")) as running:
+        yield running
 
 
 class Opa:
     """A running `opa run --server` with a config file."""
 
     def __init__(self, opa_bin: Path, config: dict[str, Any], token: str, work: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         work.mkdir(parents=True, exist_ok=True)
         path = work / "opa.yaml"

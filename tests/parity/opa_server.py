@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 from engine.actions import REGO_COMMON_PACKAGE, rego_package
+from tests.services import free_port
 
 PROBE_PACKAGE = "parity_probe"
 DECISION_RULES = ("deny", "warn", "obligations")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def probe_rule(action: str) -> str:
@@ -43,7 +37,7 @@ class OpaServer:
     """`opa run --server --bundle DIR` on a free loopback port, with the probe module loaded."""
 
     def __init__(self, opa_bin: Path, bundle_dir: Path, actions: list[str]) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.process = subprocess.Popen(
             [
                 str(opa_bin),
