@@ -233,6 +233,7 @@ class Scheduler:
         if claim is None:
             self.fair.release(spec, refund=True)
             await self._release_job(spec.task_id)
+            await self._emit_if_claim_dead_lettered(spec, now)
             return False
         run = _Run(claim=claim, stop=asyncio.get_running_loop().create_future())
         self._running[spec.task_id] = run
@@ -240,6 +241,13 @@ class Scheduler:
         run.task = asyncio.create_task(self._execute(run))
         self._touch()
         return True
+
+    async def _emit_if_claim_dead_lettered(self, spec: TaskSpec, now: float) -> None:
+        """A claim that finds the previous run's lease lapsed closes it, and dead-letters the
+        task when that was its last attempt: the claim's own time marks that move."""
+        rec = await self.store.get_task(spec.task_id)
+        if rec is not None and rec.state is TaskState.DEAD_LETTERED and rec.updated_at == now:
+            await self._emit(EventKind.DEAD_LETTERED, rec.spec, detail=rec.cause)
 
     # -- running -------------------------------------------------------------------
 

@@ -400,3 +400,26 @@ async def test_a_sweep_that_dead_letters_a_task_says_so(
         "lease expired on attempt 1 of 1",
     )
     assert events.kinds("t") == [EventKind.DEAD_LETTERED]
+
+
+async def test_a_claim_that_dead_letters_a_task_says_so_once(
+    make_scheduler: Make,
+    store: MemoryRunStore,
+    events: MemoryEventSink,
+    clock: ManualClock,
+    spec: Spec,
+) -> None:
+    store.add(spec("t", max_attempts=1))
+    assert await store.claim("t", "dead-worker", clock.now(), lease_s=30.0) is not None
+    clock.advance(31.0)  # the worker died; its job comes back before any sweep runs
+    sched = make_scheduler("w2")
+    assert await sched.submit("t") is True  # a running task whose lease lapsed is taken in
+    await sched.run_until_idle()
+    assert await _state(store, "t") == (
+        TaskState.DEAD_LETTERED,
+        "lease expired on attempt 1 of 1",
+    )
+    assert events.kinds("t") == [EventKind.DEAD_LETTERED]
+    # Submitted again (a redelivered job), the finished task says nothing more.
+    assert await sched.submit("t") is False
+    assert events.kinds("t") == [EventKind.DEAD_LETTERED]
