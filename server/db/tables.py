@@ -95,6 +95,9 @@ class Task(Table, tablename="tasks"):
     status = Varchar(length=32, default="queued", index=True)
     created_at = Timestamptz()
     submitted_by = Varchar(length=200, default="")
+    submitted_roles = JSON(default="[]")
+    """The submitter's roles and kind at submit: the admission re-check decides as them."""
+    submitted_kind = Varchar(length=16, default="user")
     decision_id = Varchar(length=64, default="")
     admitted_revision = Text(default="")
     timeout_s = Float(default=300.0)

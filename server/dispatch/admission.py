@@ -10,9 +10,11 @@ A task admitted at submit may no longer be runnable when a worker gets to it:
    the decision log like any decision. A deny refuses the task with the
    decision's reasons.
 
-The re-decision's principal is a **service caller** ``scheduler:<submitted_by>``
-with the role ``operator`` in the task's tenant: the scheduler acts on behalf
-of the submitter, and the log shows that it was the scheduler that asked.
+The re-decision's principal is the **submitter** as the submit saw them (subject,
+roles and kind stored on the task), so the re-check can never allow more than the
+submitter may do; the record's trace id ``scheduler:<task id>`` shows that it was
+the scheduler that asked. (Tasks stored before the roles were kept re-decide with
+no roles: fail closed.)
 Resource and context are rebuilt as the submit built them: the agent as a
 resource (its current attributes), the stored ``intent``, the routed model
 with its privacy level, and the stored ``budget_usd``.
@@ -28,7 +30,7 @@ from typing import Any
 from engine import Resource
 from kernel import Admission, TaskSpec
 from server.agents import AgentService, model_name
-from server.auth import Caller
+from server.auth import ROLES, Caller
 from server.catalog import Catalog
 from server.db.tables import Agent, Deployment, Model, Task
 from server.errors import AppError, PolicyDeniedError
@@ -36,21 +38,25 @@ from server.gate import Gate
 
 log = logging.getLogger(__name__)
 
-SCHEDULER_ROLE = "operator"
-
 
 def revisions_key(revisions: dict[str, str]) -> str:
     """How ``tasks.admitted_revision`` stores a decision's bundle revisions."""
     return json.dumps(revisions, sort_keys=True, separators=(",", ":"))
 
 
-def scheduler_caller(tenant: str, submitted_by: str) -> Caller:
-    """The principal of a re-decision: a service acting for the task's submitter."""
+def submitter(tenant: str, row: dict[str, Any] | None) -> Caller:
+    """The principal of a re-decision: the task's submitter, with the roles and kind the
+    submit saw (unknown roles are dropped: they would only be refused at the token)."""
+    row = row or {}
+    roles = row.get("submitted_roles") or []
+    if isinstance(roles, str):  # SQLite hands JSON back as text when not asked to load it
+        roles = json.loads(roles)
+    kind = row.get("submitted_kind") if row.get("submitted_kind") in ("user", "service") else "user"
     return Caller(
-        subject=f"scheduler:{submitted_by or 'unknown'}",
+        subject=str(row.get("submitted_by") or "unknown"),
         tenant=tenant,
-        roles=frozenset({SCHEDULER_ROLE}),
-        kind="service",
+        roles=frozenset(r for r in roles if isinstance(r, str) and r in ROLES),
+        kind=str(kind),
     )
 
 
@@ -111,8 +117,9 @@ class ServerAdmission:
         return context
 
     async def _decide_again(self, task: TaskSpec, agent: dict[str, Any]) -> Admission:
-        row = await Task.select(Task.submitted_by).where(Task.id == task.task_id).first()
-        caller = scheduler_caller(task.tenant, row["submitted_by"] if row else "")
+        who = (Task.submitted_by, Task.submitted_roles, Task.submitted_kind)
+        row = await Task.select(*who).where(Task.id == task.task_id).output(load_json=True).first()
+        caller = submitter(task.tenant, row)
         resource = Resource(
             type="agent",
             id=task.agent_id,
@@ -137,4 +144,4 @@ class ServerAdmission:
         return Admission(True)
 
 
-__all__ = ["SCHEDULER_ROLE", "ServerAdmission", "revisions_key", "scheduler_caller"]
+__all__ = ["ServerAdmission", "revisions_key", "submitter"]

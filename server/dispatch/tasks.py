@@ -189,6 +189,8 @@ class TaskService:
                 status=TaskState.QUEUED.value,
                 created_at=at,
                 submitted_by=caller.subject,
+                submitted_roles=sorted(caller.roles),
+                submitted_kind=caller.kind,
                 decision_id=decision.decision_id,
                 admitted_revision=canonical(decision.revisions),
                 timeout_s=body.timeout_s,

@@ -32,6 +32,7 @@ async def insert_task(
     admitted_revision: str = "",
     intent: str = "summarize",
     outbox: bool = True,
+    roles: tuple[str, ...] = ("operator",),
 ) -> str:
     """A queued task row and (unless ``outbox=False``) its unsent outbox row, as submit makes."""
     task_id = task_id or new_task_id()
@@ -48,6 +49,8 @@ async def insert_task(
             status="queued",
             created_at=utcnow(),
             submitted_by="usr_test",
+            submitted_roles=list(roles),
+            submitted_kind="user",
             decision_id="dec_test",
             admitted_revision=admitted_revision,
             timeout_s=timeout_s,

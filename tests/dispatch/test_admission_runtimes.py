@@ -50,9 +50,22 @@ async def test_changed_revision_re_decides_and_refuses_with_the_reasons(bound: S
     assert admitted.reason.startswith("`task.submit` re-decided under new policies and denied")
     assert "invoice_ocr" in admitted.reason
     assert await Decision.count() == before + 1
-    row = await Decision.select().order_by(Decision.seq, ascending=False).first()
-    assert row is not None and row["principal_id"] == "scheduler:usr_test"
+    newest = Decision.select().order_by(Decision.seq, ascending=False)
+    row = await newest.output(load_json=True).first()
+    assert row is not None and row["principal_id"] == "usr_test"  # as the submitter
+    assert row["record"]["principal"]["roles"] == ["operator"]
+    assert row["record"]["trace_id"] == f"scheduler:{task_id}"  # the scheduler asked
     assert row["action"] == "task.submit" and not row["allowed"]
+
+
+async def test_the_re_decision_is_the_submitters_never_more(bound: Settings) -> None:
+    # A submitter whose role may not submit under the new policies is refused at start; the
+    # scheduler does not lend its own authority (it used to re-decide as an operator).
+    agent = await deployed_agent()
+    task_id = await insert_task(agent_id=agent, admitted_revision='{"old":"1"}', roles=("viewer",))
+    admitted = await ServerAdmission(worker_gate(bound)).still_admitted(await _spec(task_id))  # type: ignore[arg-type]
+    assert not admitted.allowed
+    assert "only services and the operator, developer or admin roles" in admitted.reason
 
 
 async def test_changed_revision_still_allowed_is_admitted(bound: Settings) -> None:
