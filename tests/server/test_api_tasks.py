@@ -53,6 +53,8 @@ async def test_submit_commits_task_outbox_event_and_decision(
     assert task is not None
     assert (task["tenant"], task["agent_id"], task["status"]) == (TENANT, agent, "queued")
     assert task["decision_id"] == body["decision_id"] and task["submitted_by"] == "usr_test"
+    # Who submitted, as the admission re-check will decide again: roles and kind too.
+    assert (task["submitted_roles"], task["submitted_kind"]) == (["operator"], "user")
     assert task["budget_usd"] == 0.05 and task["input"] == SUMMARY["input"]
     assert task["not_after"] == pytest.approx(task["submitted_at"] + 60)
     outbox = await Outbox.select().where(Outbox.task_id == body["task_id"]).first()
