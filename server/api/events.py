@@ -1,12 +1,14 @@
 """`GET /events/stream`: the tenant's task lifecycle events and decisions as server-sent events.
 
-Two sources are tailed by polling the database: the ``events`` table (ids sort
-by time: ``evt_<time_ns><suffix>``) and the tenant's decision log (by ``seq``).
+Two sources are tailed by polling the database, each by its per-tenant ``seq``:
+the ``events`` table and the tenant's decision log. Both seqs are taken under a
+per-tenant row lock held to the commit (``event_heads``, ``chain_heads``), so
+they become visible in commit order: a reader that has seen ``seq`` n has seen
+every smaller one, and the cursor never moves past an event that commits late.
 Every message's SSE ``id`` is a cursor holding both positions,
-``<decision seq>:<event id>``, so ``Last-Event-ID`` resumes both exactly.
-Events are delivered once they are ``SETTLE_S`` old: an event's id is taken
-before its transaction commits, so a younger one may still be joined by an
-older id committed late, and the cursor must never move past it.
+``<decision seq>:<event seq>``, so ``Last-Event-ID`` resumes both exactly (a
+cursor of the older form ``<decision seq>:evt_...`` is still understood).
+The two sources are interleaved by time, each kept in its own order.
 """
 
 from __future__ import annotations
@@ -32,33 +34,42 @@ from server.errors import InvalidInputError
 POLL_S = 0.25
 #: A comment is sent after this long without a message, so proxies keep the connection.
 KEEPALIVE_S = 15.0
-#: Events younger than this are held back (late commits of older ids; see the module doc).
-SETTLE_S = 1.0
 #: Rows read per source and poll.
 BATCH = 200
 
-_CURSOR = re.compile(r"^(\d{1,18}):(evt_[0-9a-zA-Z_]{1,60})?$")
+_CURSOR = re.compile(r"^(\d{1,18}):(\d{1,18}|evt_[0-9a-zA-Z_]{1,60})?$")
 
 
 @dataclass
 class Cursor:
-    """Where a stream stands: the last decision seq and event id it delivered."""
+    """Where a stream stands: the last decision seq and event seq it delivered."""
 
     seq: int
-    event: str
+    event: int
 
     def __str__(self) -> str:
         return f"{self.seq}:{self.event}"
 
     @classmethod
-    def parse(cls, raw: str) -> Cursor:
+    async def parse(cls, raw: str, tenant: str) -> Cursor:
         """A cursor from ``Last-Event-ID``; 400 if it is not one this server gave."""
         found = _CURSOR.match(raw.strip())
         if found is None:
             raise InvalidInputError(
-                f"`Last-Event-ID` must be `<decision seq>:<event id>`, not `{raw[:80]}`"
+                f"`Last-Event-ID` must be `<decision seq>:<event seq>`, not `{raw[:80]}`"
             )
-        return cls(int(found.group(1)), found.group(2) or "")
+        event = found.group(2) or "0"
+        if not event.startswith("evt_"):
+            return cls(int(found.group(1)), int(event))
+        # The older form named the last event by id: resume after that event's seq.
+        row = (
+            await Event.select(Event.seq)
+            .where((Event.tenant == tenant) & (Event.id == event))
+            .first()
+        )
+        if row is None:
+            raise InvalidInputError(f"`Last-Event-ID` names no event of this tenant: `{event}`")
+        return cls(int(found.group(1)), int(row["seq"] or 0))
 
 
 async def tail(tenant: str) -> Cursor:
@@ -70,28 +81,29 @@ async def tail(tenant: str) -> Cursor:
         .first()
     )
     event = (
-        await Event.select(Event.id)
+        await Event.select(Event.seq)
         .where(Event.tenant == tenant)
-        .order_by(Event.id, ascending=False)
+        .order_by(Event.seq, ascending=False)
         .first()
     )
-    return Cursor(0 if seq is None else int(seq["seq"]), "" if event is None else event["id"])
+    return Cursor(0 if seq is None else int(seq["seq"]), 0 if event is None else int(event["seq"]))
 
 
 def _event_message(row: dict[str, Any], seq: int) -> ServerSentEventMessage:
     data = {
         "id": row["id"],
+        "seq": row["seq"],
         "kind": row["kind"],
         "task_id": row["subject"],
         "payload": row["payload"],
         "time": row["created_at"].isoformat(),
     }
     return ServerSentEventMessage(
-        data=msgspec.json.encode(data).decode(), event=row["kind"], id=f"{seq}:{row['id']}"
+        data=msgspec.json.encode(data).decode(), event=row["kind"], id=f"{seq}:{row['seq']}"
     )
 
 
-def _decision_message(row: dict[str, Any], event: str) -> ServerSentEventMessage:
+def _decision_message(row: dict[str, Any], event: int) -> ServerSentEventMessage:
     data = {
         "id": row["id"],
         "seq": row["seq"],
@@ -116,13 +128,10 @@ class Tail:
         self.decisions = decisions
 
     async def _events(self) -> list[dict[str, Any]]:
-        horizon = f"evt_{time.time_ns() - int(SETTLE_S * 1e9):020d}"
         query = Event.select(
-            Event.id, Event.kind, Event.subject, Event.payload, Event.created_at
-        ).where((Event.tenant == self.tenant) & (Event.id < horizon))
-        if self.cursor.event:
-            query = query.where(Event.id > self.cursor.event)
-        return list(await query.order_by(Event.id).limit(BATCH).output(load_json=True))
+            Event.id, Event.seq, Event.kind, Event.subject, Event.payload, Event.created_at
+        ).where((Event.tenant == self.tenant) & (Event.seq > self.cursor.event))
+        return list(await query.order_by(Event.seq).limit(BATCH).output(load_json=True))
 
     async def _decisions(self) -> list[dict[str, Any]]:
         if not self.decisions:
@@ -144,17 +153,20 @@ class Tail:
         return list(await query.order_by(Decision.seq).limit(BATCH))
 
     async def news(self) -> list[ServerSentEventMessage]:
-        """What happened since the cursor, interleaved by time; moves the cursor past it."""
-        rows: list[tuple[int, int, dict[str, Any]]] = [
-            (int(r["id"][4:24]), 0, r) for r in await self._events()
-        ]
-        rows += [(int(r["created_at"].timestamp() * 1e9), 1, r) for r in await self._decisions()]
+        """What happened since the cursor; moves the cursor past it.
+
+        The sources are merged by time, each in its own seq order (an event that
+        committed late comes after a later one, never before the cursor).
+        """
+        events, decisions = await self._events(), await self._decisions()
         out = []
-        for _, source, row in sorted(rows, key=lambda r: (r[0], r[1])):
-            if source == 0:
-                self.cursor.event = row["id"]
+        while events or decisions:
+            if events and (not decisions or events[0]["created_at"] <= decisions[0]["created_at"]):
+                row = events.pop(0)
+                self.cursor.event = int(row["seq"])
                 out.append(_event_message(row, self.cursor.seq))
             else:
+                row = decisions.pop(0)
                 self.cursor.seq = int(row["seq"])
                 out.append(_decision_message(row, self.cursor.event))
         return out
@@ -209,6 +221,6 @@ class EventController(Controller):
     ) -> ServerSentEvent:
         caller.require("events.read")
         raw = request.headers.get("last-event-id") or last_event_id
-        cursor = Cursor.parse(raw) if raw else await tail(caller.tenant)
+        cursor = await Cursor.parse(raw, caller.tenant) if raw else await tail(caller.tenant)
         decisions = bool(caller.roles & PERMISSIONS["decisions.read"])
         return ServerSentEvent(stream(Tail(caller.tenant, cursor, decisions), max_events))

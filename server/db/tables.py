@@ -292,14 +292,27 @@ class PolicyEnforcement(Table, tablename="policy_enforcements"):
 
 
 class Event(Table, tablename="events"):
-    """Something that happened to a tenant's objects."""
+    """Something that happened to a tenant's objects.
+
+    ``seq`` (1, 2, ... per tenant) is taken under the tenant's ``event_heads`` row lock in
+    the inserting transaction, so seqs become visible in commit order: a reader that
+    has seen ``seq`` n has seen every smaller one (the SSE stream's cursor relies on it).
+    """
 
     id = Varchar(length=64, primary_key=True)
     tenant = Varchar(length=64, index=True)
+    seq = Integer(default=0, index=True)
     kind = Varchar(length=64)
     subject = Varchar(length=64)
     payload = JSON(default="{}")
     created_at = Timestamptz()
+
+
+class EventHead(Table, tablename="event_heads"):
+    """Per tenant: the last event ``seq`` taken (its row lock orders event commits)."""
+
+    tenant = Varchar(length=64, primary_key=True)
+    seq = Integer(default=0)
 
 
 class Decision(Table, tablename="decisions"):
@@ -405,6 +418,7 @@ ALL_TABLES: tuple[type[Table], ...] = (
     RegistryTrustRoot,
     PolicyEnforcement,
     Event,
+    EventHead,
     Decision,
     ChainHead,
     Approval,

@@ -20,8 +20,8 @@ from engine import Decision, Resource
 from kernel.model import TaskState
 from server.agents import AgentService, model_name
 from server.auth import Caller, utcnow
-from server.db.tables import Agent, Artifact, Event, Model, Outbox, Run, Task, ToolCall
-from server.dispatch.events import event_id
+from server.db.tables import Agent, Artifact, Model, Outbox, Run, Task, ToolCall
+from server.dispatch.events import append_event
 from server.dispatch.port import DispatchPort
 from server.dispatch.schemas import TaskSubmit
 from server.errors import (
@@ -107,20 +107,6 @@ def tool_call_view(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def add_event(tenant: str, kind: str, subject: str, payload: dict[str, Any]) -> None:
-    """Append a lifecycle event (in the caller's transaction, if any)."""
-    await Event.insert(
-        Event(
-            id=event_id(),
-            tenant=tenant,
-            kind=kind,
-            subject=subject,
-            payload=payload,
-            created_at=utcnow(),
-        )
-    )
-
-
 class TaskService:
     """Submitting, reading and cancelling one tenant's tasks; reading their runs."""
 
@@ -203,7 +189,7 @@ class TaskService:
             await Outbox.insert(
                 Outbox(id=f"obx_{new}", tenant=caller.tenant, task_id=new, created_at=at)
             )
-            await add_event(
+            await append_event(
                 caller.tenant,
                 "queued",
                 new,

@@ -11,9 +11,9 @@ from kernel.model import TaskState
 from server.agents import AgentService, new_id
 from server.auth import Caller, utcnow
 from server.db.tables import Run, Task, Tool, ToolCall
+from server.dispatch.events import append_event
 from server.dispatch.schemas import ToolCallIn
 from server.dispatch.store import token_hash
-from server.dispatch.tasks import add_event
 from server.errors import (
     ConflictError,
     NotFoundError,
@@ -140,7 +140,7 @@ class ToolCallService:
                 "allowed": allowed,
                 "decision_id": decision_id,
             }
-            await add_event(caller.tenant, "tool_call", run["task_id"], payload)
+            await append_event(caller.tenant, "tool_call", run["task_id"], payload)
 
         async def allow(decision: Decision) -> None:
             await record(True, decision.decision_id)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import json
 import time
 from typing import Any
@@ -14,7 +16,8 @@ import pytest
 from kernel import Event as KernelEvent
 from kernel import EventKind
 from server.api import events as stream_module
-from server.dispatch.events import DbEventSink
+from server.db.tables import Event as EventRow
+from server.dispatch.events import DbEventSink, append_event
 from tests.server.api_support import OTHER, TENANT, assert_error
 from tests.server.task_support import ALLOWED_SHELL, deployed_agent, start_run, submit
 
@@ -25,9 +28,8 @@ URL = "/api/v1/events/stream"
 
 @pytest.fixture(autouse=True)
 def _fast(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Poll often and settle briefly: the tests wait for rows, never for the clock."""
+    """Poll often: the tests wait for rows, never for the clock."""
     monkeypatch.setattr(stream_module, "POLL_S", 0.02)
-    monkeypatch.setattr(stream_module, "SETTLE_S", 0.1)
 
 
 def parse(text: str) -> list[dict[str, Any]]:
@@ -140,7 +142,14 @@ async def test_keep_alive_comments_while_idle(
     client: httpx.AsyncClient, auth: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(stream_module, "KEEPALIVE_S", 0.0)
-    monkeypatch.setattr(stream_module, "SETTLE_S", 0.5)  # the event is held back: idle polls
+    news = stream_module.Tail.news
+    polls: list[int] = []
+
+    async def first_poll_idle(self: stream_module.Tail) -> list[Any]:
+        polls.append(1)
+        return [] if len(polls) == 1 else await news(self)
+
+    monkeypatch.setattr(stream_module.Tail, "news", first_poll_idle)
     agent = await deployed_agent(client, auth)
     start = await cursor_now(client, auth("viewer"))
     await submit(client, auth, agent)
@@ -150,7 +159,7 @@ async def test_keep_alive_comments_while_idle(
 
 
 async def test_bad_cursor_and_roles(client: httpx.AsyncClient, auth: Any) -> None:
-    for bad in ("evt_1", "x:evt_1", "1:nope", "-1:"):
+    for bad in ("evt_1", "x:evt_1", "1:nope", "-1:", "1:evt_never_given"):
         response = await client.get(URL, headers={**auth("admin"), "Last-Event-ID": bad})
         assert_error(response, 400, "invalid_input")
     assert_error(await client.get(URL, headers=auth()), 403, "forbidden")
@@ -158,4 +167,41 @@ async def test_bad_cursor_and_roles(client: httpx.AsyncClient, auth: Any) -> Non
     query = await client.get(
         URL, params={"last_event_id": "0:", "max_events": 1}, headers=auth("auditor")
     )
-    assert query.status_code == 200 and parse(query.text)[0]["id"] == "0:"
+    assert query.status_code == 200 and parse(query.text)[0]["id"] == "0:0"
+
+
+async def test_a_cursor_of_the_older_form_resumes_after_its_event(
+    client: httpx.AsyncClient, auth: Any
+) -> None:
+    agent = await deployed_agent(client, auth)
+    start = await cursor_now(client, auth("viewer"))
+    first, second = [(await submit(client, auth, agent))["task_id"] for _ in range(2)]
+    got = await read(client, auth("viewer"), 2, start)
+    assert [m["data"]["task_id"] for m in got[1:]] == [first, second]
+    older = f"{start.split(':')[0]}:{got[1]['data']['id']}"  # `<seq>:evt_...`, as before
+    resumed = await read(client, auth("viewer"), 1, older)
+    assert [m["data"]["task_id"] for m in resumed[1:]] == [second]
+
+
+async def test_an_event_committed_late_is_never_skipped(
+    client: httpx.AsyncClient, auth: Any
+) -> None:
+    # The old stream took event ids before the commit and could pass a late one by; now
+    # the tenant's event seq is taken under a row lock held to the commit.
+    start = await cursor_now(client, auth("viewer"))
+    db = EventRow._meta.db
+    late: asyncio.Task[None] | None = None
+    async with db.transaction():
+        await append_event(TENANT, "queued", "tsk_first", {"task_id": "tsk_first"})
+        # Another writer, outside this transaction (an empty context: not joined).
+        late = asyncio.get_running_loop().create_task(
+            append_event(TENANT, "queued", "tsk_second", {"task_id": "tsk_second"}),
+            context=contextvars.Context(),
+        )
+        done, _ = await asyncio.wait({late}, timeout=0.5)
+        assert not done, "the second writer must wait for the first one's commit"
+    await late
+    got = await read(client, auth("viewer"), 2, start)
+    assert [m["data"]["task_id"] for m in got[1:]] == ["tsk_first", "tsk_second"]
+    seqs = [m["data"]["seq"] for m in got[1:]]
+    assert seqs[1] == seqs[0] + 1
