@@ -12,6 +12,7 @@ order, so the SSE stream resumes after a ``Last-Event-ID`` with
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import time
@@ -59,16 +60,29 @@ async def _next_seq(tenant: str) -> int:
     raise RuntimeError(f"no event head for tenant `{tenant}`")
 
 
+# PostgreSQL: bump the head and insert in one statement (one round trip; the head's row
+# lock is held to the end of the statement, or of the caller's transaction).
+_APPEND_PG = (
+    "WITH head AS ("
+    " INSERT INTO event_heads (tenant, seq) VALUES ({}, 1)"
+    " ON CONFLICT (tenant) DO UPDATE SET seq = event_heads.seq + 1 RETURNING seq)"
+    " INSERT INTO events (id, tenant, seq, kind, subject, payload, created_at)"
+    " SELECT {}, {}, head.seq, {}, {}, {}::json, {} FROM head"
+)
+
+
 async def append_event(tenant: str, kind: str, subject: str, payload: dict[str, Any]) -> None:
-    """Insert one event row with the tenant's next seq, in the caller's transaction (joined)
-    or in one of its own (IMMEDIATE on SQLite: the head is written first)."""
+    """Insert one event row with the tenant's next seq, in the caller's transaction if any.
+
+    On PostgreSQL one statement does both; on SQLite an IMMEDIATE transaction
+    (joined when one is open) writes the head first, then the row.
+    """
     db = EventRow._meta.db
-    txn = (
-        db.transaction(TransactionType.immediate)
-        if isinstance(db, SQLiteEngine)
-        else db.transaction()
-    )
-    async with txn:
+    if not isinstance(db, SQLiteEngine):
+        text = json.dumps(payload, separators=(",", ":"))
+        await EventRow.raw(_APPEND_PG, tenant, event_id(), tenant, kind, subject, text, utcnow())
+        return
+    async with db.transaction(TransactionType.immediate):
         seq = await _next_seq(tenant)
         await EventRow.insert(
             EventRow(
