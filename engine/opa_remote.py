@@ -47,7 +47,7 @@ from engine.opa_querier import (
     answer_from_body,
 )
 from engine.opaquery import parse_data_path, rego_ref
-from engine.rego import CompiledRego, _jsonable, _messages
+from engine.rego import CompiledRego, jsonable, reasons_of
 from engine.verdict import EngineVerdict
 
 __all__ = [
@@ -125,8 +125,8 @@ class _Query:
 def _plan(compiled: CompiledRego, remote: frozenset[str]) -> dict[str, tuple[_Query, ...]]:
     # Read from the locally compiled set of every bundle: which actions have rules,
     # which rules each package defines and which bundle owns it.
-    eval_rules: dict[str, tuple[tuple[str, str], ...]] = compiled._eval_rules
-    owners: dict[str, str] = compiled._package_bundles
+    eval_rules = compiled.decision_rules
+    owners = compiled.package_owners
     plan: dict[str, tuple[_Query, ...]] = {}
     for action, pairs in eval_rules.items():
         queries = []
@@ -159,7 +159,7 @@ def remote_bundle_names(
     its rules apply to every action, so they are evaluated once, in one place.
     """
     chosen = {b.name for b in bundles if b.rego and remote.wants(b)}
-    common = compiled._package_bundles.get(REGO_COMMON_PACKAGE)
+    common = compiled.package_owners.get(REGO_COMMON_PACKAGE)
     if chosen and common:
         chosen.add(common)
     return frozenset(chosen)
@@ -373,15 +373,15 @@ class RemoteRegoEvaluator:
         if verdict.errors:
             return
         if "deny" in query.rules:
-            verdict.denies += _messages(
+            verdict.denies += reasons_of(
                 result.get("deny"), ENGINE, f"{query.package}.deny", query.bundle
             )
         if "warn" in query.rules:
-            verdict.warns += _messages(
+            verdict.warns += reasons_of(
                 result.get("warn"), ENGINE, f"{query.package}.warn", query.bundle
             )
         if "obligations" in query.rules:
             for item in sorted(obligations or [], key=str):
                 verdict.obligations.append(
-                    _jsonable(item) if isinstance(item, dict) else {"value": _jsonable(item)}
+                    jsonable(item) if isinstance(item, dict) else {"value": jsonable(item)}
                 )

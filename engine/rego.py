@@ -154,7 +154,7 @@ def _decision_rules(
     )
 
 
-def _messages(value: Any, engine: str, policy: str, bundle: str) -> list[Reason]:
+def reasons_of(value: Any, engine: str, policy: str, bundle: str) -> list[Reason]:
     """Reasons from a deny/warn value: a set or list of strings or objects, or `true`."""
     if value is None or value is False:
         return []
@@ -169,19 +169,20 @@ def _messages(value: Any, engine: str, policy: str, bundle: str) -> list[Reason]
             details = {k: v for k, v in item.items() if k not in ("msg", "message", "id")}
             message = str(item.get("msg", item.get("message", json.dumps(item, default=str))))
             rule = str(item.get("id", policy))
-            out.append(Reason(engine, rule, message, bundle, _jsonable(details)))
+            out.append(Reason(engine, rule, message, bundle, jsonable(details)))
         else:
             out.append(Reason(engine, policy, str(item), bundle))
     return out
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``value`` with sets as sorted lists and keys as strings (JSON-ready, deterministic)."""
     if isinstance(value, set | frozenset):
-        return sorted((_jsonable(v) for v in value), key=str)
+        return sorted((jsonable(v) for v in value), key=str)
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     return value
 
 
@@ -213,6 +214,16 @@ class CompiledRego:
         self._eval_rules = eval_rules
         self._package_bundles = package_bundles
         self._local = threading.local()
+
+    @property
+    def decision_rules(self) -> Mapping[str, tuple[tuple[str, str], ...]]:
+        """Per action: (key, rule path) pairs a decision evaluates (``deny``, ``common_deny``...)."""
+        return self._eval_rules
+
+    @property
+    def package_owners(self) -> Mapping[str, str]:
+        """Package (``aion.agent.deploy``) → the bundle that owns it."""
+        return self._package_bundles
 
     @property
     def packages(self) -> list[str]:
@@ -310,12 +321,12 @@ class CompiledRego:
             )
             return
         common_bundle = self._package_bundles.get(REGO_COMMON_PACKAGE, "")
-        verdict.denies += _messages(result["deny"], "rego", f"{package}.deny", bundle)
-        verdict.denies += _messages(
+        verdict.denies += reasons_of(result["deny"], "rego", f"{package}.deny", bundle)
+        verdict.denies += reasons_of(
             result.get("common_deny"), "rego", f"{REGO_COMMON_PACKAGE}.deny", common_bundle
         )
-        verdict.warns += _messages(result.get("warn"), "rego", f"{package}.warn", bundle)
-        verdict.warns += _messages(
+        verdict.warns += reasons_of(result.get("warn"), "rego", f"{package}.warn", bundle)
+        verdict.warns += reasons_of(
             result.get("common_warn"), "rego", f"{REGO_COMMON_PACKAGE}.warn", common_bundle
         )
         for key in ("obligations", "common_obligations"):
@@ -325,7 +336,7 @@ class CompiledRego:
             items = value if isinstance(value, list | set | frozenset) else [value]
             for item in sorted(items, key=str):
                 verdict.obligations.append(
-                    _jsonable(item) if isinstance(item, dict) else {"value": _jsonable(item)}
+                    jsonable(item) if isinstance(item, dict) else {"value": jsonable(item)}
                 )
 
 

@@ -89,7 +89,7 @@ def bare_rego(ps: PolicySet, doc: dict[str, Any]) -> Callable[[], Any]:
     """The bare regorus calls doing the same work: set input, evaluate the same rules."""
     assert ps.rego is not None
     engine: regorus.Engine = ps.rego._base.clone()
-    paths = [path for _, path in ps.rego._eval_rules[doc["action"]]]
+    paths = [path for _, path in ps.rego.decision_rules[doc["action"]]]
 
     def call() -> Any:
         engine.set_input(doc)

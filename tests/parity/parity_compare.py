@@ -2,7 +2,7 @@
 
 Ours is `CompiledRego.evaluate` (what `decide` evaluates) at a fixed `now`;
 OPA's comes from the probe rule of a running `opa run --server` and is turned
-into reasons by the same code as ours (`engine.rego._messages`), so only
+into reasons by the same code as ours (`engine.rego.reasons_of`), so only
 evaluation can differ.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 
 from engine.actions import REGO_COMMON_PACKAGE, rego_package
-from engine.rego import CompiledRego, _messages
+from engine.rego import CompiledRego, reasons_of
 from tests.parity.opa_server import OpaServer
 from tests.parity.parity_variants import VARIANTS, cases_for
 
@@ -86,8 +86,8 @@ def theirs(action: str, status: int, body: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for kind in ("deny", "warn"):
         out[kind] = _reasons(
-            _messages(values(kind), "rego", f"{package}.{kind}", "")
-            + _messages(values(f"common_{kind}"), "rego", f"{REGO_COMMON_PACKAGE}.{kind}", "")
+            reasons_of(values(kind), "rego", f"{package}.{kind}", "")
+            + reasons_of(values(f"common_{kind}"), "rego", f"{REGO_COMMON_PACKAGE}.{kind}", "")
         )
     obligations: list[Any] = []
     for key in ("obligations", "common_obligations"):
