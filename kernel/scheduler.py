@@ -19,8 +19,10 @@ import heapq
 import itertools
 import logging
 import random as _random
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
+from kernel import serving
 from kernel.clock import Clock, first_completed
 from kernel.events import Event, EventKind, EventSink
 from kernel.fairshare import FairShare
@@ -35,8 +37,6 @@ log = logging.getLogger("aion.kernel")
 #: database that stays away longer leaves the run to its lease.
 FINISH_ATTEMPTS = 5
 FINISH_BACKOFF_S = 0.5
-#: Pause of the serving loop after a failed round (a database blip), before the next.
-ERROR_PAUSE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -410,54 +410,26 @@ class Scheduler:
         raise RuntimeError("scheduler did not settle")
 
     async def serve(self, queue: JobQueue, stop: asyncio.Event) -> None:
-        """Production loop: take jobs from ``queue`` and run them until ``stop`` is set."""
-        self._queue = queue
-        receiver = asyncio.create_task(self._receive(queue))
-        last_sweep: float | None = None
-        last_intake = self.clock.now()
-        intake_s = self.config.intake_s
-        try:
-            while not stop.is_set():
-                now = self.clock.now()
-                try:
-                    if last_sweep is None or now - last_sweep >= self.config.sweep_s:
-                        await self.recover()
-                        last_sweep = last_intake = now
-                    elif intake_s is not None and now - last_intake >= intake_s:
-                        await self.intake()
-                        last_intake = now
-                    self._wake.clear()
-                    await self.pump()
-                except Exception as exc:  # a database blip must not stop the worker
-                    log.warning("scheduling round failed, trying again: %s", exc)
-                    await first_completed(stop.wait(), self.clock.sleep(ERROR_PAUSE_S))
-                    continue
-                wake_at = last_sweep + self.config.sweep_s
-                if intake_s is not None:
-                    wake_at = min(wake_at, last_intake + intake_s)
-                due = self.next_wakeup()
-                if due is not None:
-                    wake_at = min(wake_at, due)
-                await first_completed(
-                    self._wake.wait(), stop.wait(), self.clock.sleep(wake_at - now)
-                )
-        finally:
-            receiver.cancel()
-            await asyncio.gather(receiver, return_exceptions=True)
+        """Production loop: take jobs from ``queue`` and run them until ``stop`` is set
+        (:func:`kernel.serving.serve`)."""
+        await serving.serve(self, queue, stop)
 
-    async def _receive(self, queue: JobQueue) -> None:
-        while True:
-            try:
-                job = await queue.receive()
-                if job is None:
-                    continue
-                if await self.submit(job.job_id):
-                    self._jobs[job.job_id] = job.job_id
-                else:
-                    await queue.ack(job.job_id)
-            except Exception as exc:  # unacknowledged: the job comes again; the sweep finds it
-                log.warning("job not taken in: %s", exc)
-                await self.clock.sleep(ERROR_PAUSE_S)
+    async def take_job(self, queue: JobQueue, job_id: str) -> None:
+        """Take in the task of a job from ``queue``; acknowledge at once a job it refuses."""
+        self._queue = queue
+        if await self.submit(job_id):
+            self._jobs[job_id] = job_id
+        else:
+            await queue.ack(job_id)
+
+    async def wait_for_news(self, *others: Awaitable[object], seconds: float) -> None:
+        """Until something changed here (a start, an end, a submit), one of ``others`` is
+        done, or ``seconds`` passed."""
+        await first_completed(self._wake.wait(), *others, self.clock.sleep(seconds))
+
+    def forget_news(self) -> None:
+        """Start a new round: what changed so far has been seen."""
+        self._wake.clear()
 
     async def _release_job(self, task_id: str) -> None:
         """Acknowledge the job of a task that left this worker (its state is stored)."""
