@@ -305,6 +305,15 @@ class AgentService:
             "policy_ids": [p["bundle"] for p in policies],
         }
 
+    async def resource(self, caller: Caller, row: dict[str, Any]) -> Resource:
+        """A stored agent as the resource of a decision about it."""
+        return Resource(
+            type="agent",
+            id=row["id"],
+            tenant=caller.tenant,
+            attributes=await self.attributes(caller, row),
+        )
+
     async def update(
         self,
         caller: Caller,
@@ -334,12 +343,7 @@ class AgentService:
             self._catalog.get(row["template_id"]).check(body.config)
         await self._check_refs(caller, body.model, body.tool_ids or [], body.policy_ids or [])
         secret = await self.secret_fields(row["template_id"])
-        resource = Resource(
-            type="agent",
-            id=agent_id,
-            tenant=caller.tenant,
-            attributes=await self.attributes(caller, row),
-        )
+        resource = await self.resource(caller, row)
         context = {
             "changes": mask(changes, secret),
             "tenant": {"allowed_tools": await self.allowed_tools(caller.tenant)},

@@ -143,12 +143,7 @@ class BindingService:
             Bundle.tenant.is_in([caller.tenant, GLOBAL_TENANT]) & (Bundle.name == bundle)
         ):
             raise NotFoundError(f"unknown policy bundle `{bundle}`")
-        resource = Resource(
-            type="agent",
-            id=agent_id,
-            tenant=caller.tenant,
-            attributes=await self._agents.attributes(caller, row),
-        )
+        resource = await self._agents.resource(caller, row)
         context = {"changes": {"policies": {bundle: mode.value}}}
         where = (
             (PolicyEnforcement.tenant == caller.tenant)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine import Decision, Resource
+from engine import Decision
 from server.agents import AgentService, model_name, new_id
 from server.auth import Caller, utcnow
 from server.db.tables import Agent, Deployment, Model
@@ -52,12 +52,7 @@ class AgentLifecycle:
     ) -> dict[str, Any]:
         """Gate `agent.deploy` (active bundle, registered verified model, allowed tools, role)."""
         row = await self._agents.row(caller, agent_id)
-        resource = Resource(
-            type="agent",
-            id=agent_id,
-            tenant=caller.tenant,
-            attributes=await self._agents.attributes(caller, row),
-        )
+        resource = await self._agents.resource(caller, row)
         context = await self._deploy_context(caller, row)
 
         async def store(decision: Decision) -> None:
@@ -99,12 +94,7 @@ class AgentLifecycle:
     ) -> dict[str, Any]:
         """Gate `agent.disable`; a disabled agent takes no new tasks."""
         row = await self._agents.row(caller, agent_id)
-        resource = Resource(
-            type="agent",
-            id=agent_id,
-            tenant=caller.tenant,
-            attributes=await self._agents.attributes(caller, row),
-        )
+        resource = await self._agents.resource(caller, row)
 
         async def store(decision: Decision) -> None:
             await self._agents.touch(

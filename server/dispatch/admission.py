@@ -27,7 +27,6 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from engine import Resource
 from kernel import Admission, TaskSpec
 from server.agents import AgentService, model_name
 from server.auth import ROLES, Caller
@@ -120,12 +119,7 @@ class ServerAdmission:
         who = (Task.submitted_by, Task.submitted_roles, Task.submitted_kind)
         row = await Task.select(*who).where(Task.id == task.task_id).output(load_json=True).first()
         caller = submitter(task.tenant, row)
-        resource = Resource(
-            type="agent",
-            id=task.agent_id,
-            tenant=task.tenant,
-            attributes=await self.agents.attributes(caller, agent),
-        )
+        resource = await self.agents.resource(caller, agent)
         try:
             await self.gate.govern(
                 caller,

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 from piccolo.engine.postgres import PostgresEngine
 
-from engine import Decision, Resource
+from engine import Decision
 from kernel.model import TaskState
 from server.agents import AgentService, model_name
 from server.auth import Caller, utcnow
@@ -150,12 +150,7 @@ class TaskService:
         """Gate `task.submit`; store the task, its outbox row and its `queued` event with the
         decision; then wake dispatch."""
         row = await self._agents.row(caller, agent_id)
-        resource = Resource(
-            type="agent",
-            id=agent_id,
-            tenant=caller.tenant,
-            attributes=await self._agents.attributes(caller, row),
-        )
+        resource = await self._agents.resource(caller, row)
         context = await self._context(caller, row, body)
         new = task_id()
         budget = 0.02 if isinstance(body.budget_usd, msgspec.UnsetType) else body.budget_usd
