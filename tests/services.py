@@ -18,6 +18,10 @@ from urllib.parse import urlparse, urlunparse
 import asyncpg
 import pytest
 
+from server.bootstrap import Keys, ensure_tenant, install_shipped_bundles, migrate
+from server.db.engine import bind, engine_for
+from server.settings import Settings
+
 BIN = Path(sys.executable).parent
 
 
@@ -59,6 +63,20 @@ async def close_engine(db: Any) -> None:
     close = getattr(db, "close", None)
     if close is not None:
         await close()
+
+
+async def bootstrap_database(settings: Settings, keys: Keys, tenants: tuple[str, ...]) -> None:
+    """Migrate ``settings``' database, create ``tenants``, build and activate the shipped
+    bundles signed with ``keys`` (what the server and dispatch suites start from)."""
+    migrate(settings)
+    db = engine_for(settings.database_url, settings.data_dir)
+    bind(db)
+    try:
+        for tenant in tenants:
+            await ensure_tenant(tenant)
+        await install_shipped_bundles(settings, keys)
+    finally:
+        await close_engine(db)
 
 
 def free_port() -> int:

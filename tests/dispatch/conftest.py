@@ -17,10 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from server.bootstrap import ensure_keys, ensure_tenant, install_shipped_bundles, migrate
+from server.bootstrap import ensure_keys
 from server.db.engine import bind, engine_for
 from server.settings import Settings
-from tests.services import admin_sql, close_engine, postgres_url, with_database
+from tests.services import (
+    admin_sql,
+    bootstrap_database,
+    close_engine,
+    postgres_url,
+    with_database,
+)
 
 TENANT = "default"
 OTHER = "globex"
@@ -28,15 +34,7 @@ OTHER = "globex"
 
 async def bootstrap(settings: Settings) -> None:
     """Migrate ``settings``' database, create the test tenants, activate the shipped bundles."""
-    migrate(settings)
-    db = engine_for(settings.database_url, settings.data_dir)
-    bind(db)
-    try:
-        await ensure_tenant(TENANT)
-        await ensure_tenant(OTHER)
-        await install_shipped_bundles(settings, ensure_keys(settings.data_dir))
-    finally:
-        await close_engine(db)
+    await bootstrap_database(settings, ensure_keys(settings.data_dir), (TENANT, OTHER))
 
 
 @pytest.fixture(scope="session")

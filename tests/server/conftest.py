@@ -30,14 +30,20 @@ from litestar import Litestar
 from piccolo.engine.postgres import PostgresEngine
 
 from server.auth import utcnow
-from server.bootstrap import Keys, ensure_keys, ensure_tenant, install_shipped_bundles, migrate
+from server.bootstrap import Keys, ensure_keys, ensure_tenant
 from server.bootstrap import services as build_services
-from server.db.engine import bind, engine_for
+from server.db.engine import bind
 from server.db.tables import Agent, Decision, Event, Outbox, Task, ToolCall
 from server.settings import Settings
 from server.state import Services
 from tests.server.api_support import OTHER, RESEARCH, TENANT, client_of, make_app
-from tests.services import admin_sql, close_engine, postgres_url, with_database
+from tests.services import (
+    admin_sql,
+    bootstrap_database,
+    close_engine,
+    postgres_url,
+    with_database,
+)
 
 BACKENDS = ("sqlite", "postgres")
 
@@ -56,15 +62,7 @@ def _test_settings(**values: Any) -> Settings:
 
 
 async def _bootstrap(settings: Settings, keys: Keys) -> None:
-    migrate(settings)
-    db = engine_for(settings.database_url, settings.data_dir)
-    bind(db)
-    try:
-        await ensure_tenant(TENANT)
-        await ensure_tenant(OTHER)
-        await install_shipped_bundles(settings, keys)
-    finally:
-        await close_engine(db)
+    await bootstrap_database(settings, keys, (TENANT, OTHER))
 
 
 @dataclass
