@@ -20,35 +20,11 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.registry.index_support import manifest, write_index
+
 from .conftest import Run
 
 TENANT = "acme"
-
-
-def manifest(name: str, kind: str = "model", **extra: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "name": name,
-        "version": "1.0.0",
-        "kind": kind,
-        "integrity": {"sha256": hashlib.sha256(name.encode()).hexdigest()},
-    }
-    doc.update(extra)
-    return doc
-
-
-def write_index(root: Path, sections: dict[str, list[dict[str, Any]]]) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    index: dict[str, list[str]] = {}
-    for section, docs in sections.items():
-        index[section] = []
-        for doc in docs:
-            rel = f"{section}/{doc['name']}.yaml"
-            (root / section).mkdir(exist_ok=True)
-            (root / rel).write_text(yaml.safe_dump(doc))
-            index[section].append(rel)
-    path = root / "REGISTRY.yaml"
-    path.write_text(yaml.safe_dump(index))
-    return path
 
 
 def good_index(root: Path) -> Path:

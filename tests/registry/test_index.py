@@ -28,34 +28,9 @@ from registry.index import (
     parse_index,
 )
 from registry.lock import diff_locks, dump_lock, lock_document, parse_lock
+from tests.registry.index_support import manifest, write_index
 
 SHA = hashlib.sha256(b"model weights v1\n").hexdigest()
-
-
-def manifest(name: str, kind: str = "model", **extra: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "name": name,
-        "version": "1.0.0",
-        "kind": kind,
-        "integrity": {"sha256": hashlib.sha256(name.encode()).hexdigest()},
-    }
-    doc.update(extra)
-    return doc
-
-
-def write_index(root: Path, sections: dict[str, list[dict[str, Any]]]) -> Path:
-    """Write each manifest to ``<section>/<name>.yaml`` and an index listing them."""
-    index: dict[str, list[str]] = {}
-    for section, docs in sections.items():
-        index[section] = []
-        for doc in docs:
-            rel = f"{section}/{str(doc['name']).replace('/', '_')}.yaml"
-            (root / section).mkdir(parents=True, exist_ok=True)
-            (root / rel).write_text(yaml.safe_dump(doc))
-            index[section].append(rel)
-    path = root / "REGISTRY.yaml"
-    path.write_text(yaml.safe_dump(index))
-    return path
 
 
 def realistic(root: Path) -> Path:
