@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import gc
 import os
 
 # See server/cli/__init__.py: no native stack trace capture on engine errors.
 os.environ.setdefault("RUST_LIB_BACKTRACE", "0")
 
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,24 +26,6 @@ POLICIES = REPO / "policies"
 # no "generation is slow" health check. Every property still runs all its examples.
 settings.register_profile("aion", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("aion")
-
-
-@pytest.fixture
-def gc_on_this_thread() -> Iterator[None]:
-    """No automatic garbage collection while a test runs threads of its own; one at the end.
-
-    regorus engines may only be freed on the thread that made them: the cyclic
-    collector, run by whichever thread happens to allocate, could free one on
-    another thread (PyO3 then reports an unraisable error and leaks it).
-    """
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
-        gc.collect()
 
 
 @pytest.fixture(scope="session")

@@ -387,7 +387,7 @@ class _FakeOpa(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def fake_opa(gc_on_this_thread: None) -> Iterator[tuple[str, type[_FakeOpa]]]:
+def fake_opa() -> Iterator[tuple[str, type[_FakeOpa]]]:
     _FakeOpa.seen = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeOpa)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -17,8 +17,7 @@ from server.opa.ingest import MAX_DEPTH, MAX_EVENTS, MAX_PATH, TRUNCATED, row_id
 from server.state import Services
 from tests.server.api_support import OTHER, TENANT, assert_error
 
-# Uploads are decoded in worker threads: no cyclic GC there while a test runs (conftest).
-pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("gc_on_this_thread")]
+pytestmark = pytest.mark.anyio
 
 SHELL_INPUT = {
     "action": "tool.invoke",

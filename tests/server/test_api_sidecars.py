@@ -21,8 +21,6 @@ from tests.server.api_support import OTHER, TENANT, assert_error
 from tests.server.bundle_support import GLOBAL_REVISION, KEY_ID, R1, R2, build, trust, upload
 
 pytestmark = pytest.mark.anyio
-#: For tests posting /status (decoded in a worker thread): no cyclic GC there (conftest).
-decodes_in_a_thread = pytest.mark.usefixtures("gc_on_this_thread")
 
 
 async def register(
@@ -171,7 +169,6 @@ async def test_a_user_token_is_not_a_sidecar_token(client: httpx.AsyncClient, to
     assert_error(response, 401, "unauthorized")
 
 
-@decodes_in_a_thread
 async def test_revoking_refuses_the_token_at_once(client: httpx.AsyncClient, auth: Any) -> None:
     created = await register(client, auth, name="short-lived")
     headers = bearer(created["token"])
@@ -298,7 +295,6 @@ async def test_keys_name_the_servers_key_and_the_tenants(
 # -- status --------------------------------------------------------------------------------------
 
 
-@decodes_in_a_thread
 async def test_status_reports_show_in_the_sidecar_list(
     client: httpx.AsyncClient, auth: Any
 ) -> None:
@@ -340,7 +336,6 @@ async def test_status_reports_show_in_the_sidecar_list(
     assert next(i for i in found["instances"] if i["id"] == "opa-b")["errors"] == []
 
 
-@decodes_in_a_thread
 @pytest.mark.parametrize(
     "body",
     [
@@ -454,7 +449,6 @@ async def test_waiting_compares_etags_without_loading_the_archive(
     assert again.status_code == 200 and again.content == current.content
 
 
-@decodes_in_a_thread
 async def test_a_gzipped_status_with_trailing_data_is_400(
     client: httpx.AsyncClient, auth: Any
 ) -> None:

@@ -6,8 +6,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
-
 from engine import DecisionRequest, compile_bundles, decide
 from engine.bundle import load_bundle
 
@@ -24,7 +22,6 @@ def _request(tool: str) -> DecisionRequest:
     )
 
 
-@pytest.mark.usefixtures("gc_on_this_thread")
 def test_decisions_from_other_threads_equal_the_compiling_threads() -> None:
     policy_set = compile_bundles([load_bundle(POLICIES / "default-safe")])
     requests = [_request(t) for t in ("http.get", "rm", "web_search", "ops.shell")]
