@@ -47,8 +47,8 @@ from engine.opa_querier import (
     answer_from_body,
 )
 from engine.opaquery import parse_data_path, rego_ref
-from engine.rego import CompiledRego, jsonable, reasons_of
-from engine.verdict import EngineVerdict
+from engine.rego import CompiledRego
+from engine.verdict import EngineVerdict, jsonable, reasons_of
 
 __all__ = [
     "EVALUATORS",

@@ -31,11 +31,11 @@ from engine.actions import (
 from engine.bundle.bundle import SourceFile
 from engine.bundle.manifest import check_path_in_roots
 from engine.errors import InvalidInput, PolicyError, PolicyProblem
-from engine.model import EvalError, Reason
+from engine.model import EvalError
 from engine.opaquery import parse_data_path, rego_ref
 from engine.regoast import builtin_uses, package_of, rule_names
 from engine.regodata import DataTree, RegoQueryError, assemble, document_rules, rule_value
-from engine.verdict import EngineVerdict, clean_engine_message
+from engine.verdict import EngineVerdict, clean_engine_message, jsonable, reasons_of
 
 #: Builtins that reach the network or the host; refused unless a capability allows them.
 IMPURE_BUILTINS = frozenset({"http.send", "net.lookup_ip_addr", "opa.runtime"})
@@ -152,38 +152,6 @@ def _decision_rules(
         for rule in DECISION_RULES
         if rule in rules.get(source, set())
     )
-
-
-def reasons_of(value: Any, engine: str, policy: str, bundle: str) -> list[Reason]:
-    """Reasons from a deny/warn value: a set or list of strings or objects, or `true`."""
-    if value is None or value is False:
-        return []
-    if value is True:
-        return [Reason(engine, policy, f"denied by `{policy}`", bundle)]
-    items = sorted(value, key=str) if isinstance(value, set | frozenset) else value
-    if not isinstance(items, list):
-        items = [items]
-    out: list[Reason] = []
-    for item in items:
-        if isinstance(item, dict):
-            details = {k: v for k, v in item.items() if k not in ("msg", "message", "id")}
-            message = str(item.get("msg", item.get("message", json.dumps(item, default=str))))
-            rule = str(item.get("id", policy))
-            out.append(Reason(engine, rule, message, bundle, jsonable(details)))
-        else:
-            out.append(Reason(engine, policy, str(item), bundle))
-    return out
-
-
-def jsonable(value: Any) -> Any:
-    """``value`` with sets as sorted lists and keys as strings (JSON-ready, deterministic)."""
-    if isinstance(value, set | frozenset):
-        return sorted((jsonable(v) for v in value), key=str)
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [jsonable(v) for v in value]
-    return value
 
 
 class CompiledRego:

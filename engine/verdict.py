@@ -1,7 +1,9 @@
-"""What one engine answers for one request, before combination."""
+"""What one engine answers for one request, before combination, and how a Rego
+deny/warn value (in process or from OPA) becomes its reasons."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,3 +33,35 @@ def clean_engine_message(text: str) -> str:
     """An engine error without its native stack trace, on as few lines as it needs."""
     head = text.split("Stack backtrace:", 1)[0]
     return " ".join(line.strip() for line in head.strip().splitlines() if line.strip())
+
+
+def reasons_of(value: Any, engine: str, policy: str, bundle: str) -> list[Reason]:
+    """Reasons from a deny/warn value: a set or list of strings or objects, or `true`."""
+    if value is None or value is False:
+        return []
+    if value is True:
+        return [Reason(engine, policy, f"denied by `{policy}`", bundle)]
+    items = sorted(value, key=str) if isinstance(value, set | frozenset) else value
+    if not isinstance(items, list):
+        items = [items]
+    out: list[Reason] = []
+    for item in items:
+        if isinstance(item, dict):
+            details = {k: v for k, v in item.items() if k not in ("msg", "message", "id")}
+            message = str(item.get("msg", item.get("message", json.dumps(item, default=str))))
+            rule = str(item.get("id", policy))
+            out.append(Reason(engine, rule, message, bundle, jsonable(details)))
+        else:
+            out.append(Reason(engine, policy, str(item), bundle))
+    return out
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with sets as sorted lists and keys as strings (JSON-ready, deterministic)."""
+    if isinstance(value, set | frozenset):
+        return sorted((jsonable(v) for v in value), key=str)
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [jsonable(v) for v in value]
+    return value

@@ -2,7 +2,7 @@
 
 Ours is `CompiledRego.evaluate` (what `decide` evaluates) at a fixed `now`;
 OPA's comes from the probe rule of a running `opa run --server` and is turned
-into reasons by the same code as ours (`engine.rego.reasons_of`), so only
+into reasons by the same code as ours (`engine.verdict.reasons_of`), so only
 evaluation can differ.
 """
 
@@ -17,7 +17,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 
 from engine.actions import REGO_COMMON_PACKAGE, rego_package
-from engine.rego import CompiledRego, reasons_of
+from engine.rego import CompiledRego
+from engine.verdict import reasons_of
 from tests.parity.opa_server import OpaServer
 from tests.parity.parity_variants import VARIANTS, cases_for
 
